@@ -1,0 +1,48 @@
+"""Billpost: the bill-delivery console. `create_app` builds the Flask application."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from console import config as config_module
+from console.db import make_engine, make_session_factory
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    root = config_module.PROJECT_ROOT
+    app = Flask(
+        __name__,
+        template_folder=str(root / "templates"),
+        static_folder=str(root / "static"),
+        instance_path=str(config_module.instance_path()),
+    )
+    app.config.from_mapping(config_module.from_environment())
+    if test_config:
+        app.config.update(test_config)
+
+    engine = app.config.get("ENGINE") or make_engine(app.config["DATABASE_URL"])
+    app.extensions["billpost.engine"] = engine
+    app.extensions["billpost.session_factory"] = app.config.get("SESSION_FACTORY") or make_session_factory(engine)
+
+    from console import i18n, web
+
+    i18n.init_app(app)
+    web.init_app(app)
+    _register_blueprints(app)
+
+    from console.cli import register_commands
+
+    register_commands(app)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from console.billing.routes import bp as billing_bp
+    from console.customers.routes import bp as customers_bp
+    from console.delivery.routes import bp as delivery_bp
+    from console.staff.routes import admin_bp, auth_bp, home_bp
+
+    for blueprint in (auth_bp, home_bp, admin_bp, customers_bp, billing_bp, delivery_bp):
+        app.register_blueprint(blueprint)

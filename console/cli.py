@@ -1,0 +1,104 @@
+"""The `console` command. Each domain adds its commands in its own cli module (register())."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from console import config as config_module
+
+
+def _create_app(*_args: object) -> Flask:
+    from console import create_app
+
+    return create_app()
+
+
+main = FlaskGroup(create_app=_create_app, add_default_commands=True, help="Billpost console.")
+
+
+@click.group("import")
+def import_group() -> None:
+    """Import a CSV file: all rows or none, every bad row reported as `line N: column: reason`."""
+
+
+@click.group("bench")
+def bench_group() -> None:
+    """Benchmarks that print their figures (never timed assertions in the test suite)."""
+
+
+@click.group("db")
+def db_group() -> None:
+    """Database schema (Alembic migrations)."""
+
+
+@db_group.command("upgrade")
+@with_appcontext
+def db_upgrade() -> None:
+    from console.migrations import upgrade
+
+    upgrade(current_app)
+    click.echo("database at the latest revision")
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@with_appcontext
+def worker(burst: bool) -> None:
+    """An RQ worker on every queue, with the scheduler, JSON serializer."""
+    from rq import Worker
+
+    from console.queues import QUEUES, get_queue, get_redis
+    from jobs.context import use_app
+
+    use_app(current_app._get_current_object())
+    queues = [get_queue(name) for name in QUEUES]
+    Worker(queues, connection=get_redis(), serializer=queues[0].serializer).work(
+        with_scheduler=True, burst=burst
+    )
+
+
+@click.command("serve")
+@click.option("--demo/--no-demo", default=True, help="Seed demo data first when the database is empty.")
+@click.option("--customers", default=2000, show_default=True, help="Demo customers to seed.")
+@click.option("--bind", default="127.0.0.1:8000", show_default=True)
+@with_appcontext
+def serve(demo: bool, customers: int, bind: str) -> None:
+    """Start web, worker and mail-in (the Procfile) on the embedded defaults."""
+    from console.migrations import upgrade
+    from console.queues import redis_url
+
+    app = current_app._get_current_object()
+    upgrade(app)
+    if demo:
+        from console.customers.demo import ensure_demo_data
+
+        for line in ensure_demo_data(app, customers):
+            click.echo(line)
+    env = dict(os.environ, REDIS_URL=redis_url(app), BIND=bind)
+    click.echo(f"Billpost console: http://{bind}/  (Ctrl-C stops web, worker and mail-in)")
+    procfile = str(config_module.PROJECT_ROOT / "Procfile")
+    process = subprocess.Popen([sys.executable, "-m", "honcho", "-f", procfile, "start"], env=env)
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        process.send_signal(signal.SIGINT)
+        process.wait()
+
+
+def register_commands(app: Flask) -> None:
+    from console.billing import cli as billing_cli
+    from console.customers import cli as customers_cli
+    from console.delivery import cli as delivery_cli
+    from console.staff import cli as staff_cli
+
+    for module in (staff_cli, customers_cli, billing_cli, delivery_cli):
+        module.register(app, import_group, bench_group)
+    for command in (import_group, bench_group, db_group, worker, serve):
+        app.cli.add_command(command)

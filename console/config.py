@@ -1,0 +1,75 @@
+"""Configuration from the environment; every variable is documented in the README with its default."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def instance_path() -> Path:
+    path = Path(os.environ.get("BILLPOST_INSTANCE", PROJECT_ROOT / "instance"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _secret_key(folder: Path) -> str:
+    """SECRET_KEY from the environment, else one generated once and kept under instance/."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    key_file = folder / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+def _bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def from_environment() -> dict:
+    folder = instance_path()
+    redis = os.environ.get("REDIS_URL", "")
+    return {
+        "INSTANCE_PATH": str(folder),
+        "DATABASE_URL": os.environ.get("DATABASE_URL") or f"sqlite:///{folder / 'billpost.db'}",
+        # Empty means: the console starts an embedded Redis of its own (see console.redis_conn).
+        "REDIS_URL": redis,
+        # Throttles (Flask-Limiter) share Redis between web processes; in-process memory otherwise.
+        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI")
+        or (redis.replace("unix://", "redis+unix://", 1) if redis else "memory://"),
+        "SECRET_KEY": _secret_key(folder),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": _bool("SESSION_COOKIE_SECURE", False),
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "PERMANENT_SESSION_LIFETIME": timedelta(hours=int(os.environ.get("SESSION_HOURS", "12"))),
+        "WTF_CSRF_TIME_LIMIT": int(os.environ.get("CSRF_SECONDS", str(12 * 3600))),
+        "BABEL_DEFAULT_LOCALE": os.environ.get("DEFAULT_LOCALE", "zh"),
+        "BABEL_DEFAULT_TIMEZONE": os.environ.get("DISPLAY_TIMEZONE", "Asia/Shanghai"),
+        "LANGUAGES": ["zh", "en"],
+        # Billing
+        "DUE_DAYS": int(os.environ.get("DUE_DAYS", "15")),
+        "COLLECTIVE_WINDOW_DAYS": int(os.environ.get("COLLECTIVE_WINDOW_DAYS", "7")),
+        "CYCLE_CHUNK_SIZE": int(os.environ.get("CYCLE_CHUNK_SIZE", "1000")),
+        # Mail out
+        "SMTP_HOST": os.environ.get("SMTP_HOST", ""),
+        "SMTP_PORT": int(os.environ.get("SMTP_PORT", "25")),
+        "SMTP_STARTTLS": _bool("SMTP_STARTTLS", False),
+        "SMTP_USER": os.environ.get("SMTP_USER", ""),
+        "SMTP_PASSWORD": os.environ.get("SMTP_PASSWORD", ""),
+        "MAIL_FROM": os.environ.get("MAIL_FROM", "billing@bills.test"),
+        "BOUNCE_DOMAIN": os.environ.get("BOUNCE_DOMAIN", "bounces.bills.test"),
+        "PORTAL_BASE_URL": os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:8000"),
+        "CONFIRM_AFTER": timedelta(hours=float(os.environ.get("CONFIRM_AFTER_HOURS", "24"))),
+        # Mail in
+        "MAILIN_HOST": os.environ.get("MAILIN_HOST", "127.0.0.1"),
+        "MAILIN_PORT": int(os.environ.get("MAILIN_PORT", "2526")),
+    }

@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from console.db import Base, Timestamp, utcnow
+
+CUSTOMER_TYPES = ("residential", "commercial", "industrial")
+CHANNELS = ("portal", "email", "paper")
+RELATIONSHIPS = ("holder", "tenant", "landlord", "proxy", "finance", "other")
+RECIPIENT_CHANNELS = ("email", "paper")
+
+
+class Customer(Base):
+    """The party in the customer file. Delivery wishes: `wants_ebill` plus one flag per channel."""
+
+    __tablename__ = "customers"
+    __table_args__ = (
+        CheckConstraint(f"customer_type IN {CUSTOMER_TYPES!r}", name="customer_type"),
+        CheckConstraint("status IN ('active', 'closed')", name="status"),
+        CheckConstraint("collective_billing = false OR key_account = true", name="collective_only_key"),
+        Index("ix_customers_name", "name"),
+        Index("ix_customers_phone", "phone"),
+        Index("ix_customers_email", "email"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_no: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    customer_type: Mapped[str] = mapped_column(String(16))
+    key_account: Mapped[bool] = mapped_column(Boolean, default=False)
+    account_manager_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    # Stored whole (the utility needs it); shown only through console.customers.mask_id_number.
+    id_number: Mapped[str | None] = mapped_column(String(32))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    email: Mapped[str | None] = mapped_column(String(254))
+    postal_address: Mapped[str | None] = mapped_column(String(300))
+    postal_code: Mapped[str | None] = mapped_column(String(12))
+    wants_ebill: Mapped[bool] = mapped_column(Boolean, default=False)
+    channel_portal: Mapped[bool] = mapped_column(Boolean, default=False)
+    channel_email: Mapped[bool] = mapped_column(Boolean, default=False)
+    channel_paper: Mapped[bool] = mapped_column(Boolean, default=True)
+    # None: the default (attach for key accounts only); True/False: the customer's own setting.
+    attach_pdf: Mapped[bool | None] = mapped_column(Boolean)
+    collective_billing: Mapped[bool] = mapped_column(Boolean, default=False)
+    collective_billing_since: Mapped[date | None]
+    status: Mapped[str] = mapped_column(String(8), default="active")
+    closed_on: Mapped[date | None]
+    created_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+    updated_at: Mapped[Timestamp] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    service_points: Mapped[list[ServicePoint]] = relationship(
+        back_populates="customer", foreign_keys="ServicePoint.customer_id", order_by="ServicePoint.point_no"
+    )
+    recipients: Mapped[list[Recipient]] = relationship(
+        back_populates="customer", cascade="all, delete-orphan", order_by="Recipient.id"
+    )
+
+    @property
+    def channels(self) -> list[str]:
+        return [c for c in CHANNELS if getattr(self, f"channel_{c}")]
+
+    @property
+    def attaches_pdf(self) -> bool:
+        return self.key_account if self.attach_pdf is None else self.attach_pdf
+
+
+class ServicePoint(Base):
+    """A service point (用电点): the billing unit, with its meter, tariff and scheduled read day."""
+
+    __tablename__ = "service_points"
+    __table_args__ = (
+        CheckConstraint("read_day BETWEEN 1 AND 31", name="read_day"),
+        CheckConstraint("status IN ('active', 'closed')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    point_no: Mapped[str] = mapped_column(String(32), unique=True)
+    address: Mapped[str] = mapped_column(String(300))
+    meter_no: Mapped[str] = mapped_column(String(32))
+    tariff_code: Mapped[str] = mapped_column(String(16))
+    read_day: Mapped[int] = mapped_column(Integer)
+    # Where entries imported without a point go when the customer has several points.
+    is_billing_point: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(8), default="active")
+    created_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+
+    customer: Mapped[Customer] = relationship(back_populates="service_points", foreign_keys=[customer_id])
+
+
+class Recipient(Base):
+    """Someone who receives a copy of the customer's bills (the holder, a tenant, a proxy, ...)."""
+
+    __tablename__ = "recipients"
+    __table_args__ = (
+        CheckConstraint(f"relationship IN {RELATIONSHIPS!r}", name="relationship"),
+        CheckConstraint(f"channel IN {RECIPIENT_CHANNELS!r}", name="channel"),
+        CheckConstraint("copies BETWEEN 1 AND 20", name="copies"),
+        # The natural key of an import row: re-importing the same file changes nothing.
+        UniqueConstraint("customer_id", "channel", "address"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    relation: Mapped[str] = mapped_column("relationship", String(16))
+    channel: Mapped[str] = mapped_column(String(8))
+    address: Mapped[str] = mapped_column(String(300))
+    copies: Mapped[int] = mapped_column(Integer, default=1)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    customer: Mapped[Customer] = relationship(back_populates="recipients")
+
+
+class ContactRecord(Base):
+    """The contact history: every contact with the customer, by a person (actor) or the system."""
+
+    __tablename__ = "contact_records"
+    __table_args__ = (Index("ix_contact_records_customer_time", "customer_id", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    occurred_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+    channel: Mapped[str] = mapped_column(String(16))  # email, portal, paper, phone, console
+    summary: Mapped[str] = mapped_column(Text)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # None: the system
+    bill_id: Mapped[int | None] = mapped_column(ForeignKey("bills.id"), index=True)
+    details: Mapped[dict | None] = mapped_column(JSON)
+
+
+class AuditEvent(Base):
+    """Who did what to which record, with the values before and after."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_entity", "entity_type", "entity_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    occurred_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor_label: Mapped[str] = mapped_column(String(100))  # username, "system", "cli"
+    action: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    before: Mapped[dict | None] = mapped_column(JSON)
+    after: Mapped[dict | None] = mapped_column(JSON)
+    remote_addr: Mapped[str | None] = mapped_column(String(64))

@@ -1,0 +1,87 @@
+"""Staff users: creation, roles, sign-in checks, password and language changes."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from console.audit import Actor, record_audit
+from console.models import ROLES, User, UserRole
+from console.passwords import DUMMY_HASH, hash_password, password_problem, verify_password
+
+
+class StaffError(ValueError):
+    pass
+
+
+def create_user(
+    session: Session, username: str, password: str, roles: list[str], actor: Actor, display_name: str = ""
+) -> User:
+    username = username.strip()
+    if not username:
+        raise StaffError("username: required")
+    unknown = sorted(set(roles) - set(ROLES))
+    if unknown or not roles:
+        raise StaffError(f"role: must be among {', '.join(ROLES)} (got {', '.join(unknown) or 'none'})")
+    problem = password_problem(password)
+    if problem:
+        raise StaffError(f"password: {problem}")
+    if session.scalar(select(User.id).where(User.username == username)):
+        raise StaffError(f"username: {username} already exists")
+    user = User(
+        username=username,
+        display_name=display_name or username,
+        password_hash=hash_password(password),
+        session_token=secrets.token_hex(16),
+        role_rows=[UserRole(role=r) for r in sorted(set(roles))],
+    )
+    session.add(user)
+    session.flush()
+    record_audit(session, actor, "user.create", "user", user.id, after={"username": username, "roles": sorted(roles)})
+    return user
+
+
+def authenticate(session: Session, username: str, password: str) -> User | None:
+    user = session.scalar(select(User).where(User.username == username.strip()))
+    if user is None:
+        verify_password(DUMMY_HASH, password)  # same cost either way
+        return None
+    if not user.active or not verify_password(user.password_hash, password):
+        return None
+    return user
+
+
+def set_roles(session: Session, user: User, roles: list[str], actor: Actor) -> None:
+    unknown = sorted(set(roles) - set(ROLES))
+    if unknown:
+        raise StaffError(f"role: unknown {', '.join(unknown)}")
+    before = sorted(user.roles)
+    user.role_rows = [UserRole(role=r) for r in sorted(set(roles))]
+    session.flush()
+    record_audit(session, actor, "user.roles", "user", user.id, before={"roles": before}, after={"roles": sorted(roles)})
+
+
+def change_password(session: Session, user: User, new_password: str, actor: Actor) -> None:
+    """Sets the password and a new session token, which ends every other session of the user."""
+    problem = password_problem(new_password)
+    if problem:
+        raise StaffError(f"password: {problem}")
+    user.password_hash = hash_password(new_password)
+    user.session_token = secrets.token_hex(16)
+    session.flush()
+    record_audit(session, actor, "user.password", "user", user.id)
+
+
+def set_language(session: Session, user: User, language: str) -> None:
+    if language not in ("zh", "en"):
+        raise StaffError("language: zh or en")
+    user.language = language
+    session.flush()
+
+
+def end_sessions(session: Session, user: User) -> None:
+    """A new session token: every session cookie issued before it stops working (sign-out)."""
+    user.session_token = secrets.token_hex(16)
+    session.flush()

@@ -1,0 +1,45 @@
+"""Web plumbing shared by every blueprint: sign-in, role guards, htmx fragments, headers, filters."""
+
+from __future__ import annotations
+
+from flask import Flask, g, request
+from flask_babel import get_locale
+
+from console.extensions import close_db, csrf, limiter, login_manager
+from console.money import format_yuan
+from console.web import labels
+from console.web.auth import load_user, unauthorized
+from console.web.htmx import is_fragment_request
+
+
+def init_app(app: Flask) -> None:
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    login_manager.user_loader(load_user)
+    login_manager.unauthorized_handler(unauthorized)
+    login_manager.session_protection = "strong"
+    app.teardown_appcontext(close_db)
+    app.after_request(_security_headers)
+    app.jinja_env.filters["money"] = format_yuan
+    app.jinja_env.globals["is_fragment_request"] = is_fragment_request
+    labels.register(app.jinja_env)
+    app.jinja_env.globals["get_locale"] = get_locale
+
+
+def _security_headers(response):  # noqa: ANN001, ANN202
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'self'",
+    )
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.vary.add("HX-Request")
+    if getattr(g, "_login_user", None) is not None and not getattr(g._login_user, "is_anonymous", True):
+        response.headers["Cache-Control"] = "no-store"
+        response.vary.add("Cookie")
+    if request.endpoint == "static":
+        response.headers.pop("Cache-Control", None)
+    return response
