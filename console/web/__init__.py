@@ -7,7 +7,7 @@ from flask_babel import get_locale
 
 from console.extensions import close_db, csrf, limiter, login_manager
 from console.money import format_yuan
-from console.web import labels
+from console.web import labels, nav
 from console.web.auth import load_user, unauthorized
 from console.web.htmx import is_fragment_request
 
@@ -25,6 +25,8 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals["is_fragment_request"] = is_fragment_request
     labels.register(app.jinja_env)
     app.jinja_env.globals["get_locale"] = get_locale
+    app.jinja_env.globals["nav_links"] = lambda user: nav.links_for(user, nav.NAV_LINKS)
+    app.jinja_env.globals["admin_links"] = lambda user: nav.links_for(user, nav.ADMIN_LINKS)
 
 
 def _security_headers(response):  # noqa: ANN001, ANN202

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 03:38:43.645300
+Create Date: 2026-11-27 03:40:10.911946
 """
 from alembic import op
 import sqlalchemy as sa
@@ -193,11 +193,95 @@ def upgrade() -> None:
     )
     op.create_index(op.f('ix_contact_records_bill_id'), 'contact_records', ['bill_id'], unique=False)
     op.create_index('ix_contact_records_customer_time', 'contact_records', ['customer_id', 'occurred_at'], unique=False)
+    op.create_table('deliveries',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('bill_id', sa.Integer(), nullable=False),
+    sa.Column('customer_id', sa.Integer(), nullable=False),
+    sa.Column('recipient_id', sa.Integer(), nullable=True),
+    sa.Column('channel', sa.String(length=8), nullable=False),
+    sa.Column('address', sa.String(length=300), nullable=False),
+    sa.Column('recipient_name', sa.String(length=200), nullable=False),
+    sa.Column('copies', sa.Integer(), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('attempts_made', sa.Integer(), nullable=False),
+    sa.Column('confirm_due_at', console.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('confirmed_at', console.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('confirmed_by', sa.String(length=16), nullable=True),
+    sa.Column('created_at', console.db.UTCDateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("channel IN ('email', 'paper')", name=op.f('ck_deliveries_channel')),
+    sa.CheckConstraint("status IN ('queued', 'sent', 'confirmed', 'failed', 'cancelled')", name=op.f('ck_deliveries_status')),
+    sa.ForeignKeyConstraint(['bill_id'], ['bills.id'], name=op.f('fk_deliveries_bill_id_bills')),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_deliveries_customer_id_customers')),
+    sa.ForeignKeyConstraint(['recipient_id'], ['recipients.id'], name=op.f('fk_deliveries_recipient_id_recipients')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_deliveries')),
+    sa.UniqueConstraint('bill_id', 'channel', 'address', name=op.f('uq_deliveries_bill_id_channel_address'))
+    )
+    op.create_index(op.f('ix_deliveries_bill_id'), 'deliveries', ['bill_id'], unique=False)
+    op.create_index(op.f('ix_deliveries_customer_id'), 'deliveries', ['customer_id'], unique=False)
+    op.create_index('ix_deliveries_status_due', 'deliveries', ['status', 'confirm_due_at'], unique=False)
+    op.create_table('delivery_attempts',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('delivery_id', sa.Integer(), nullable=False),
+    sa.Column('attempt_no', sa.Integer(), nullable=False),
+    sa.Column('token', sa.String(length=64), nullable=False),
+    sa.Column('envid', sa.String(length=100), nullable=False),
+    sa.Column('message_id', sa.String(length=200), nullable=False),
+    sa.Column('dsn_requested', sa.Boolean(), nullable=False),
+    sa.Column('sent_at', console.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('smtp_response', sa.Text(), nullable=True),
+    sa.Column('outcome', sa.String(length=16), nullable=True),
+    sa.Column('status_code', sa.String(length=16), nullable=True),
+    sa.Column('diagnostic', sa.Text(), nullable=True),
+    sa.Column('reported_at', console.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', console.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['delivery_id'], ['deliveries.id'], name=op.f('fk_delivery_attempts_delivery_id_deliveries')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_delivery_attempts')),
+    sa.UniqueConstraint('delivery_id', 'attempt_no', name=op.f('uq_delivery_attempts_delivery_id_attempt_no')),
+    sa.UniqueConstraint('envid', name=op.f('uq_delivery_attempts_envid')),
+    sa.UniqueConstraint('message_id', name=op.f('uq_delivery_attempts_message_id')),
+    sa.UniqueConstraint('token', name=op.f('uq_delivery_attempts_token'))
+    )
+    op.create_table('work_items',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('delivery_id', sa.Integer(), nullable=False),
+    sa.Column('bill_id', sa.Integer(), nullable=False),
+    sa.Column('customer_id', sa.Integer(), nullable=False),
+    sa.Column('reason', sa.String(length=24), nullable=False),
+    sa.Column('assigned_role', sa.String(length=20), nullable=False),
+    sa.Column('assigned_user_id', sa.Integer(), nullable=True),
+    sa.Column('claimed_by_id', sa.Integer(), nullable=True),
+    sa.Column('status', sa.String(length=8), nullable=False),
+    sa.Column('summary', sa.Text(), nullable=False),
+    sa.Column('details', sa.JSON(), nullable=True),
+    sa.Column('created_at', console.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('closed_at', console.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('close_reason', sa.Text(), nullable=True),
+    sa.CheckConstraint("status IN ('open', 'claimed', 'closed')", name=op.f('ck_work_items_status')),
+    sa.ForeignKeyConstraint(['assigned_user_id'], ['users.id'], name=op.f('fk_work_items_assigned_user_id_users')),
+    sa.ForeignKeyConstraint(['bill_id'], ['bills.id'], name=op.f('fk_work_items_bill_id_bills')),
+    sa.ForeignKeyConstraint(['claimed_by_id'], ['users.id'], name=op.f('fk_work_items_claimed_by_id_users')),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_work_items_customer_id_customers')),
+    sa.ForeignKeyConstraint(['delivery_id'], ['deliveries.id'], name=op.f('fk_work_items_delivery_id_deliveries')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_work_items')),
+    sa.UniqueConstraint('delivery_id', 'reason', name=op.f('uq_work_items_delivery_id_reason'))
+    )
+    op.create_index(op.f('ix_work_items_assigned_user_id'), 'work_items', ['assigned_user_id'], unique=False)
+    op.create_index(op.f('ix_work_items_customer_id'), 'work_items', ['customer_id'], unique=False)
+    op.create_index('ix_work_items_queue', 'work_items', ['status', 'assigned_role', 'created_at'], unique=False)
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_index('ix_work_items_queue', table_name='work_items')
+    op.drop_index(op.f('ix_work_items_customer_id'), table_name='work_items')
+    op.drop_index(op.f('ix_work_items_assigned_user_id'), table_name='work_items')
+    op.drop_table('work_items')
+    op.drop_table('delivery_attempts')
+    op.drop_index('ix_deliveries_status_due', table_name='deliveries')
+    op.drop_index(op.f('ix_deliveries_customer_id'), table_name='deliveries')
+    op.drop_index(op.f('ix_deliveries_bill_id'), table_name='deliveries')
+    op.drop_table('deliveries')
     op.drop_index('ix_contact_records_customer_time', table_name='contact_records')
     op.drop_index(op.f('ix_contact_records_bill_id'), table_name='contact_records')
     op.drop_table('contact_records')

@@ -1,0 +1,111 @@
+"""Deliveries (one per bill x recipient x channel), their attempts, and the work items for people.
+
+Contract shared by the delivery, mail-in, portal, paper and inbox code. Add columns freely; keep
+the names below stable.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from console.db import Base, Timestamp, utcnow
+
+DELIVERY_CHANNELS = ("email", "paper")
+# queued: waiting to be sent or printed; sent: out, waiting for confirmation until confirm_due_at;
+# confirmed: delivered / relayed / opened on the web / post confirmed; failed: no more attempts
+# (a work item is open or was closed); cancelled: superseded (e.g. address corrected, new delivery).
+DELIVERY_STATUSES = ("queued", "sent", "confirmed", "failed", "cancelled")
+WORK_ITEM_STATUSES = ("open", "claimed", "closed")
+
+
+class Delivery(Base):
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        CheckConstraint(f"channel IN {DELIVERY_CHANNELS!r}", name="channel"),
+        CheckConstraint(f"status IN {DELIVERY_STATUSES!r}", name="status"),
+        # Publishing twice writes nothing new.
+        UniqueConstraint("bill_id", "channel", "address"),
+        # The sweeper's query: what is due now.
+        Index("ix_deliveries_status_due", "status", "confirm_due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    recipient_id: Mapped[int | None] = mapped_column(ForeignKey("recipients.id"))  # None: the holder
+    channel: Mapped[str] = mapped_column(String(8))
+    address: Mapped[str] = mapped_column(String(300))  # e-mail address or postal address
+    recipient_name: Mapped[str] = mapped_column(String(200))
+    copies: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(12), default="queued")
+    attempts_made: Mapped[int] = mapped_column(Integer, default=0)
+    confirm_due_at: Mapped[Timestamp | None]
+    confirmed_at: Mapped[Timestamp | None]
+    confirmed_by: Mapped[str | None] = mapped_column(String(16))  # delivered, relayed, portal_open, post
+    created_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+
+    attempts: Mapped[list[DeliveryAttempt]] = relationship(
+        back_populates="delivery", order_by="DeliveryAttempt.attempt_no"
+    )
+
+
+class DeliveryAttempt(Base):
+    """One sending of a delivery. Its token, ENVID and Message-ID are how reports find their way back."""
+
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (UniqueConstraint("delivery_id", "attempt_no"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"))
+    attempt_no: Mapped[int] = mapped_column(Integer)
+    token: Mapped[str] = mapped_column(String(64), unique=True)  # VERP: bounces+TOKEN@BOUNCE_DOMAIN
+    envid: Mapped[str] = mapped_column(String(100), unique=True)
+    message_id: Mapped[str] = mapped_column(String(200), unique=True)
+    dsn_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    sent_at: Mapped[Timestamp | None]
+    smtp_response: Mapped[str | None] = mapped_column(Text)
+    # The latest report on this attempt: delivered, relayed, delayed, failed, expanded, refused.
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    status_code: Mapped[str | None] = mapped_column(String(16))
+    diagnostic: Mapped[str | None] = mapped_column(Text)
+    reported_at: Mapped[Timestamp | None]
+    created_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+
+    delivery: Mapped[Delivery] = relationship(back_populates="attempts")
+
+
+class WorkItem(Base):
+    """A job for a person: a bill that did not arrive. Unique per delivery and reason."""
+
+    __tablename__ = "work_items"
+    __table_args__ = (
+        CheckConstraint(f"status IN {WORK_ITEM_STATUSES!r}", name="status"),
+        UniqueConstraint("delivery_id", "reason"),
+        Index("ix_work_items_queue", "status", "assigned_role", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"))
+    bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(24))  # email_failed, email_unconfirmed, post_returned, ...
+    assigned_role: Mapped[str] = mapped_column(String(20))  # phone_rep or account_manager
+    assigned_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    claimed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(String(8), default="open")
+    summary: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict | None] = mapped_column(JSON)  # attempts and the servers' diagnostics
+    created_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+    closed_at: Mapped[Timestamp | None]
+    close_reason: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,1 @@
+"""Tables of this domain (see console/models/__init__.py)."""
