@@ -59,6 +59,7 @@ def from_environment() -> dict:
         "DUE_DAYS": int(os.environ.get("DUE_DAYS", "15")),
         "COLLECTIVE_WINDOW_DAYS": int(os.environ.get("COLLECTIVE_WINDOW_DAYS", "7")),
         "CYCLE_CHUNK_SIZE": int(os.environ.get("CYCLE_CHUNK_SIZE", "1000")),
+        "PAPER_KEY_ACCOUNTS_ONLY": _bool("PAPER_KEY_ACCOUNTS_ONLY", True),
         # Mail out
         "SMTP_HOST": os.environ.get("SMTP_HOST", ""),
         "SMTP_PORT": int(os.environ.get("SMTP_PORT", "25")),
