@@ -47,7 +47,7 @@ def test_pins_together_and_apart():
     assert group_points(reads, 7) == [["A", "B", "C"], ["D"]]
     # B (day 2) cannot join D (day 12): three bills are the fewest with A and B apart.
     assert group_points(reads, 7, apart=[("A", "B")]) == [["A", "C"], ["B"], ["D"]]
-    assert group_points(reads, 10, together=[("A", "D")]) == [["A", "B", "C", "D"]]
+    assert group_points(reads, 11, together=[("A", "D")]) == [["A", "B", "C", "D"]]
     with pytest.raises(PinConflict):
         group_points(reads, 7, together=[("A", "D")])
     with pytest.raises(PinConflict):
