@@ -48,3 +48,7 @@ def _register_blueprints(app: Flask) -> None:
 
     for blueprint in (auth_bp, home_bp, admin_bp, customers_bp, billing_bp, delivery_bp, paper_bp, portal_bp):
         app.register_blueprint(blueprint)
+    from console.inboxes.routes import BLUEPRINTS as inbox_blueprints
+
+    for blueprint in inbox_blueprints:
+        app.register_blueprint(blueprint)

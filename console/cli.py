@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
@@ -58,6 +59,12 @@ def worker(burst: bool) -> None:
     from jobs.context import use_app
 
     use_app(current_app._get_current_object())
+    from jobs.delivery import ensure_sweeper_scheduled
+
+    ensure_sweeper_scheduled(current_app._get_current_object())  # the delivery sweeper (repeating job)
+    from console.paper.pdf import preload_fonts
+
+    preload_fonts()  # once in the parent, so forked job processes start with the CJK font loaded
     queues = [get_queue(name) for name in QUEUES]
     Worker(queues, connection=get_redis(), serializer=queues[0].serializer).work(
         with_scheduler=True, burst=burst
@@ -77,14 +84,13 @@ def serve(demo: bool, customers: int, bind: str) -> None:
     app = current_app._get_current_object()
     upgrade(app)
     if demo:
-        from console.customers.demo import ensure_demo_data
-
-        for line in ensure_demo_data(app, customers):
+        for line in _seed_demo(app, customers):
             click.echo(line)
-    env = dict(os.environ, REDIS_URL=redis_url(app), BIND=bind)
+    bin_dir = str(Path(sys.executable).parent)  # console, gunicorn and honcho live beside python
+    env = dict(os.environ, REDIS_URL=redis_url(app), BIND=bind, PATH=bin_dir + os.pathsep + os.environ["PATH"])
     click.echo(f"Billpost console: http://{bind}/  (Ctrl-C stops web, worker and mail-in)")
     procfile = str(config_module.PROJECT_ROOT / "Procfile")
-    process = subprocess.Popen([sys.executable, "-m", "honcho", "-f", procfile, "start"], env=env)
+    process = subprocess.Popen([str(Path(bin_dir) / "honcho"), "-f", procfile, "start"], env=env)
     try:
         process.wait()
     except KeyboardInterrupt:
@@ -92,15 +98,37 @@ def serve(demo: bool, customers: int, bind: str) -> None:
         process.wait()
 
 
+def _seed_demo(app: Flask, customers: int) -> list[str]:
+    """Customers and staff (first run only), then this month's reads so a cycle can be run."""
+    from datetime import date
+
+    from console.billing.demo import seed_billing_demo
+    from console.customers.demo import ensure_demo_data
+    from console.extensions import db
+
+    lines = ensure_demo_data(app, customers)
+    today = date.today()
+    counts = seed_billing_demo(db(), today)
+    db().commit()
+    if counts["reads"]:
+        lines.append(f"Seeded {counts['reads']} meter reads for {today:%Y-%m}.")
+    lines.append(
+        f"To see the delivery loop: sign in as admin, open cycle {today:%Y-%m} under Billing → Cycles, "
+        "run it, publish it; the mail sandbox answers with delivery reports (Administration → Sandbox)."
+    )
+    return lines
+
+
 def register_commands(app: Flask) -> None:
     from console.billing import cli as billing_cli
     from console.customers import cli as customers_cli
     from console.delivery import cli as delivery_cli
+    from console.inboxes import cli as inboxes_cli
     from console.paper import cli as paper_cli
     from console.portal import cli as portal_cli
     from console.staff import cli as staff_cli
 
-    for module in (staff_cli, customers_cli, billing_cli, delivery_cli, paper_cli, portal_cli):
+    for module in (staff_cli, customers_cli, billing_cli, delivery_cli, paper_cli, portal_cli, inboxes_cli):
         module.register(app, import_group, bench_group)
     for command in (import_group, bench_group, db_group, worker, serve):
         app.cli.add_command(command)

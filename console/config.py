@@ -59,6 +59,10 @@ def from_environment() -> dict:
         "DUE_DAYS": int(os.environ.get("DUE_DAYS", "15")),
         "COLLECTIVE_WINDOW_DAYS": int(os.environ.get("COLLECTIVE_WINDOW_DAYS", "7")),
         "CYCLE_CHUNK_SIZE": int(os.environ.get("CYCLE_CHUNK_SIZE", "1000")),
+        # Late fees (滞纳金): daily rates on amounts unpaid after their due date.
+        "LATE_FEE_RESIDENTIAL": os.environ.get("LATE_FEE_RESIDENTIAL", "0.001"),
+        "LATE_FEE_CURRENT_YEAR": os.environ.get("LATE_FEE_CURRENT_YEAR", "0.002"),
+        "LATE_FEE_EARLIER_YEARS": os.environ.get("LATE_FEE_EARLIER_YEARS", "0.003"),
         "PAPER_KEY_ACCOUNTS_ONLY": _bool("PAPER_KEY_ACCOUNTS_ONLY", True),
         # Mail out
         "SMTP_HOST": os.environ.get("SMTP_HOST", ""),
@@ -70,7 +74,28 @@ def from_environment() -> dict:
         "BOUNCE_DOMAIN": os.environ.get("BOUNCE_DOMAIN", "bounces.bills.test"),
         "PORTAL_BASE_URL": os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:8000"),
         "CONFIRM_AFTER": timedelta(hours=float(os.environ.get("CONFIRM_AFTER_HOURS", "24"))),
+        # Sending: deliveries per send job; how long a sender's claim on a delivery lasts (a killed
+        # worker's claim runs out after this and the sweeper re-enqueues); the sweeper's period.
+        "SEND_BATCH_SIZE": int(os.environ.get("SEND_BATCH_SIZE", "200")),
+        "DELIVERY_LEASE_SECONDS": int(os.environ.get("DELIVERY_LEASE_SECONDS", "300")),
+        "SWEEP_SECONDS": int(os.environ.get("SWEEP_SECONDS", "60")),
+        "SEND_REENQUEUE_SECONDS": int(os.environ.get("SEND_REENQUEUE_SECONDS", "600")),
         # Mail in
         "MAILIN_HOST": os.environ.get("MAILIN_HOST", "127.0.0.1"),
         "MAILIN_PORT": int(os.environ.get("MAILIN_PORT", "2526")),
+        # Larger messages are refused with 552; of accepted ones, the first MAILIN_KEEP_BYTES are kept.
+        "MAILIN_MAX_BYTES": int(os.environ.get("MAILIN_MAX_BYTES", str(32 * 1024 * 1024))),
+        "MAILIN_KEEP_BYTES": int(os.environ.get("MAILIN_KEEP_BYTES", str(2 * 1024 * 1024))),
+        # Optional bounce mailbox polled by `console mailin --imap` (IMAPS when IMAP_SSL).
+        "IMAP_HOST": os.environ.get("IMAP_HOST", ""),
+        "IMAP_PORT": int(os.environ.get("IMAP_PORT", "993")),
+        "IMAP_SSL": _bool("IMAP_SSL", True),
+        "IMAP_USER": os.environ.get("IMAP_USER", ""),
+        "IMAP_PASSWORD": os.environ.get("IMAP_PASSWORD", ""),
+        "IMAP_FOLDER": os.environ.get("IMAP_FOLDER", "INBOX"),
+        "IMAP_POLL_SECONDS": int(os.environ.get("IMAP_POLL_SECONDS", "60")),
+        # Demo mail sandbox (only when SMTP_HOST is empty): started by `console mailin`.
+        "SANDBOX_PORT": int(os.environ.get("SANDBOX_PORT", "2525")),
+        "SANDBOX_FAIL_PATTERN": os.environ.get("SANDBOX_FAIL_PATTERN", r"bounce|fail|nosuch"),
+        "SANDBOX_SILENT_PATTERN": os.environ.get("SANDBOX_SILENT_PATTERN", r"silent"),
     }

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -91,7 +94,23 @@ def _sqlite_proper_transactions(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # noqa: ANN001
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("immediate") else "BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if _sqlite_immediate.get() else "BEGIN")
+
+
+# SQLite: a deferred transaction that reads and then writes fails at once ("database is locked")
+# when another process wrote in between; waiting does not help. Background writers (jobs, mail-in)
+# therefore take the write lock at BEGIN (IMMEDIATE), waiting up to the busy timeout for it. Web
+# requests stay deferred so an idle reader never blocks a writer. PostgreSQL needs none of this.
+_sqlite_immediate: ContextVar[bool] = ContextVar("sqlite_immediate", default=False)
+
+
+@contextmanager
+def sqlite_write_transactions() -> Iterator[None]:
+    token = _sqlite_immediate.set(True)
+    try:
+        yield
+    finally:
+        _sqlite_immediate.reset(token)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

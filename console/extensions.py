@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app, g, request
+from flask import current_app, g, has_request_context, request
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -32,6 +32,8 @@ def close_db(_exc: BaseException | None = None) -> None:
 def select_locale() -> str:
     """A signed-in user's language, else ?lang= / the cookie, else Chinese."""
     languages = current_app.config["LANGUAGES"]
+    if not has_request_context():  # jobs and commands: callers choose with flask_babel.force_locale
+        return current_app.config["BABEL_DEFAULT_LOCALE"]
     wanted = request.args.get("lang") or request.cookies.get("lang")
     if wanted in languages:
         return wanted

@@ -2,28 +2,137 @@
 the e-mail body and the PDF (paper), so every medium shows the same itemized bill.
 
 Contract used by portal, delivery and paper: `render_bill_html(session, bill, medium)`.
+
+The format follows customer type x bill type (`bill.template`, e.g. "industrial_final"): the
+template is `bills/<customer type>.html` (which extends `bills/document.html`), and the bill type
+switches its sections (a final bill settles the deposit, an adjustment bill names the period it
+corrects, an installment bill shows the plan). Inline CSS only, tables only: xhtml2pdf renders the
+pdf medium with no external resources; no JavaScript anywhere.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from flask import render_template
+from flask_babel import get_locale
+from jinja2 import TemplateNotFound
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from console.billing import labels  # noqa: F401 - billing codes for label()
 from console.models import Bill, Customer, ServicePoint
+from console.models.billing import BillMessage, Cycle, Deposit
+from console.money import format_yuan
 
 MEDIA = ("console", "web", "email", "pdf")
+FEE_KINDS = ("business_expansion", "connection", "inspection")
+ADJUSTMENT_KINDS = ("adjustment", "write_off")
+
+
+def yuan(value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    return format_yuan(Decimal(str(value)))
 
 
 def bill_document(session: Session, bill: Bill) -> dict[str, Any]:
     customer = session.get(Customer, bill.customer_id)
     point = session.get(ServicePoint, bill.service_point_id) if bill.service_point_id else None
-    return {"bill": bill, "customer": customer, "point": point, "lines": list(bill.lines)}
+    cycle = session.get(Cycle, bill.cycle_id)
+    lines = list(bill.lines)
+
+    def of(*kinds: str) -> list:
+        return [line for line in lines if line.kind in kinds]
+
+    deposits = session.scalars(
+        select(Deposit).where(Deposit.customer_id == bill.customer_id,
+                              or_(Deposit.applied_bill_id.is_(None), Deposit.applied_bill_id == bill.id))
+        .order_by(Deposit.received_on)
+    ).all()
+    messages = session.scalars(
+        select(BillMessage).where(BillMessage.bill_id == bill.id).order_by(BillMessage.position)
+    ).all()
+    adjusted_periods = sorted({(line.details or {}).get("for_period") for line in of(*ADJUSTMENT_KINDS)} - {None})
+    customer_type, _, bill_type = bill.template.partition("_")
+    return {
+        "bill": bill,
+        "customer": customer,
+        "point": point,
+        "cycle": cycle,
+        "lines": lines,
+        "customer_type": customer_type or customer.customer_type,
+        "bill_type": bill_type or bill.bill_type,
+        "previous": of("previous_balance"),
+        "payments": of("payment"),
+        "electricity": of("electricity"),
+        "fees": of(*FEE_KINDS),
+        "late_fees": of("late_fee"),
+        "installments": of("installment"),
+        "adjustments": of(*ADJUSTMENT_KINDS),
+        "deposit_lines": of("deposit_applied"),
+        "adjusted_periods": adjusted_periods,
+        "deposits": deposits,
+        "messages": messages,
+        "yuan": yuan,
+    }
+
+
+def collective_parts(session: Session, bill: Bill, lines: list) -> tuple[list[dict], list[tuple[str, Decimal]]]:
+    """A collective bill's per-point parts (point, its lines, its subtotal; in line order) and its totals
+    by charge type (in the order lines are itemized)."""
+    from console.billing.generation import LINE_ORDER
+
+    by_point: dict[int | None, list] = {}
+    for line in lines:
+        by_point.setdefault(line.service_point_id, []).append(line)
+    ids = [pid for pid in by_point if pid is not None]
+    points = {p.id: p for p in session.scalars(select(ServicePoint).where(ServicePoint.id.in_(ids)))} if ids else {}
+    parts = []
+    for point_id, point_lines in by_point.items():
+        reads = [(line.details or {}).get("current_read", {}).get("date") for line in point_lines
+                 if line.kind == "electricity" and line.details]
+        parts.append({
+            "point": points.get(point_id),
+            "lines": point_lines,
+            "electricity": [line for line in point_lines if line.kind == "electricity"],
+            "others": [line for line in point_lines if line.kind != "electricity"],
+            "read_date": max((r for r in reads if r), default=None),
+            "total": sum((line.amount for line in point_lines), Decimal("0.00")),
+        })
+    totals: dict[str, Decimal] = {}
+    for line in lines:
+        totals[line.kind] = totals.get(line.kind, Decimal("0.00")) + line.amount
+    order = {kind: i for i, kind in enumerate(("previous_balance", *LINE_ORDER))}
+    return parts, sorted(totals.items(), key=lambda item: order.get(item[0], len(order)))
+
+
+def _collective_html(session: Session, bill: Bill, medium: str, section: str | int) -> str:
+    context = bill_document(session, bill)
+    context["english"] = str(get_locale() or "zh").startswith("en")
+    context["parts"], context["kind_totals"] = collective_parts(session, bill, context["lines"])
+    return render_template("bills/collective.html", medium=medium, section=section, **context)
+
+
+def collective_pages(session: Session, bill: Bill) -> list[str]:
+    """A collective bill on paper: the summary page, then one page per service point (the PDF's
+    PAGE_SOURCES["collective"])."""
+    pages = [_collective_html(session, bill, "pdf", "summary")]
+    point_ids = list(dict.fromkeys(line.service_point_id for line in bill.lines))
+    pages += [_collective_html(session, bill, "pdf", point_id) for point_id in point_ids]
+    return pages
 
 
 def render_bill_html(session: Session, bill: Bill, medium: str) -> str:
     """The bill's HTML for `medium`; needs an app context (templates, translations)."""
     if medium not in MEDIA:
         raise ValueError(f"unknown medium {medium}")
-    return render_template("bills/document.html", medium=medium, **bill_document(session, bill))
+    if bill.bill_type == "collective":  # a summary, then each service point's detail (issue 4)
+        return _collective_html(session, bill, medium, "all")
+    context = bill_document(session, bill)
+    context["english"] = str(get_locale() or "zh").startswith("en")
+    try:
+        return render_template(f"bills/{context['customer_type']}.html", medium=medium, **context)
+    except TemplateNotFound:
+        return render_template("bills/document.html", medium=medium, **context)

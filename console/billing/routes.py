@@ -1,8 +1,272 @@
+"""Billing screens: bills (all staff), cycle control and campaigns (admins only)."""
+
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from markupsafe import Markup
+from sqlalchemy import func, select
 
-from console.models import ROLES
+from console.audit import Actor
+from console.billing import campaigns as campaign_service
+from console.billing import (
+    cycles,
+    labels,  # noqa: F401 - billing codes for label()
+)
+from console.billing.document import render_bill_html
+from console.extensions import db
+from console.models import ROLES, Customer, ServicePoint
+from console.models.billing import Bill, Campaign, Cycle
+from console.models.customers import CUSTOMER_TYPES
 from console.web.auth import guard_blueprint
+from console.web.htmx import render_page_or_fragment
+from console.web.nav import add_admin_link, add_nav_link
 
 bp = guard_blueprint(Blueprint("billing", __name__, url_prefix="/billing"), roles=ROLES)
+add_nav_link("billing.index", _l("Bills"), ROLES, order=30)
+add_admin_link("billing.cycles_page", _l("Billing cycles"), order=30)
+add_admin_link("billing.campaigns_page", _l("Marketing campaigns"), order=31)
+
+PAGE = 50
+# Cycle control and campaigns: admins only (the blueprint lets all staff see bills).
+ADMIN_ONLY = {
+    "billing.cycles_page", "billing.open_cycle", "billing.cycle_page", "billing.cycle_progress", "billing.run_cycle",
+    "billing.retry_cycle", "billing.publish_cycle", "billing.campaigns_page", "billing.new_campaign",
+    "billing.create_campaign", "billing.edit_campaign", "billing.update_campaign",
+}
+
+
+@bp.before_request
+def _admin_only():  # noqa: ANN202
+    if request.endpoint in ADMIN_ONLY and not current_user.has_role("admin"):
+        from console.audit import log_security_event
+
+        log_security_event("authorization_refused", current_user, request.path)
+        abort(403)
+    return None
+
+
+def _actor() -> Actor:
+    return Actor.of_user(current_user, request.remote_addr)
+
+
+def _cycle_or_404(period: str) -> Cycle:
+    try:
+        cycle = cycles.get_cycle(db(), cycles.parse_period(period))
+    except cycles.CycleError:
+        abort(404)
+    if cycle is None:
+        abort(404)
+    return cycle
+
+
+# Bills (all staff) ---------------------------------------------------------------------------
+
+
+@bp.route("/")
+def index():
+    session = db()
+    rows = session.execute(
+        select(Cycle, func.count(Bill.id)).outerjoin(Bill, Bill.cycle_id == Cycle.id)
+        .group_by(Cycle.id).order_by(Cycle.period.desc())
+    ).all()
+    return render_template("billing/index.html", cycles=rows)
+
+
+@bp.route("/cycles/<period>/bills")
+def cycle_bills(period: str):
+    cycle = _cycle_or_404(period)
+    page = max(request.args.get("page", 1, type=int), 1)
+    bill_type = request.args.get("type", "")
+    query = (
+        select(Bill, Customer.account_no, Customer.name, ServicePoint.point_no)
+        .join(Customer, Customer.id == Bill.customer_id)
+        .outerjoin(ServicePoint, ServicePoint.id == Bill.service_point_id)
+        .where(Bill.cycle_id == cycle.id)
+    )
+    if bill_type:
+        query = query.where(Bill.bill_type == bill_type)
+    rows = db().execute(query.order_by(Bill.id).offset((page - 1) * PAGE).limit(PAGE + 1)).all()
+    return render_page_or_fragment(
+        "billing/cycle_bills.html", "billing/_bill_rows.html", cycle=cycle, rows=rows[:PAGE], page_no=page,
+        more=len(rows) > PAGE, bill_type=bill_type,
+    )
+
+
+@bp.route("/customers/<int:customer_id>/bills")
+def customer_bills(customer_id: int):
+    session = db()
+    customer = session.get(Customer, customer_id) or abort(404)
+    rows = session.execute(
+        select(Bill, Customer.account_no, Customer.name, ServicePoint.point_no, Cycle.period)
+        .join(Customer, Customer.id == Bill.customer_id)
+        .join(Cycle, Cycle.id == Bill.cycle_id)
+        .outerjoin(ServicePoint, ServicePoint.id == Bill.service_point_id)
+        .where(Bill.customer_id == customer_id)
+        .order_by(Cycle.period.desc(), Bill.bill_no)
+    ).all()
+    return render_template("billing/customer_bills.html", customer=customer, rows=rows)
+
+
+@bp.route("/bills/<int:bill_id>")
+def bill_page(bill_id: int):
+    session = db()
+    bill = session.get(Bill, bill_id) or abort(404)
+    cycle = session.get(Cycle, bill.cycle_id)
+    return render_template("billing/bill.html", bill=bill, cycle=cycle,
+                           document=Markup(render_bill_html(session, bill, "console")))
+
+
+# Cycles (admins) -----------------------------------------------------------------------------
+
+
+@bp.route("/cycles")
+def cycles_page():
+    session = db()
+    return render_template("billing/cycles.html", cycles=session.scalars(select(Cycle).order_by(Cycle.period.desc())).all(),
+                           error=None, period=request.args.get("period", ""))
+
+
+@bp.route("/cycles", methods=["POST"])
+def open_cycle():
+    session = db()
+    period = request.form.get("period", "").strip()
+    try:
+        cycle = cycles.open_cycle(session, period, _actor())
+    except cycles.CycleError:
+        session.rollback()
+        return render_template(
+            "billing/cycles.html", cycles=session.scalars(select(Cycle).order_by(Cycle.period.desc())).all(),
+            error=_("Enter a period like 2026-11."), period=period,
+        ), 422
+    from console.billing.tariffs import seed_sample_tariffs
+    from console.models.billing import Tariff
+
+    if session.scalar(select(func.count()).select_from(Tariff)) == 0:
+        seed_sample_tariffs(session)
+    session.commit()
+    return redirect(url_for("billing.cycle_page", period=cycle.period))
+
+
+def _progress_context(cycle: Cycle) -> dict:
+    return {"cycle": cycle, "progress": cycles.progress(db(), cycle),
+            "bills": db().scalar(select(func.count()).select_from(Bill).where(Bill.cycle_id == cycle.id))}
+
+
+@bp.route("/cycles/<period>")
+def cycle_page(period: str):
+    cycle = _cycle_or_404(period)
+    return render_template("billing/cycle.html", **_progress_context(cycle))
+
+
+@bp.route("/cycles/<period>/progress")
+def cycle_progress(period: str):
+    cycle = _cycle_or_404(period)
+    return render_page_or_fragment("billing/cycle.html", "billing/_progress.html", **_progress_context(cycle))
+
+
+def _run(period: str, retry_only: bool = False):  # noqa: ANN202
+    from console.billing.queueing import enqueue_chunks
+
+    cycle = _cycle_or_404(period)
+    session = db()
+    error = None
+    try:
+        chunks = cycles.start_run(session, period, _actor(), int(current_app.config["CYCLE_CHUNK_SIZE"]))
+        if retry_only:
+            chunks = [c for c in chunks if c.attempts > 0]
+        session.commit()
+        enqueue_chunks(current_app._get_current_object(), cycle, chunks)
+    except cycles.CycleError as exc:
+        session.rollback()
+        error = str(exc)
+    context = _progress_context(cycle) | {"error": error}
+    return render_page_or_fragment("billing/cycle.html", "billing/_progress.html", **context), (422 if error else 200)
+
+
+@bp.route("/cycles/<period>/run", methods=["POST"])
+def run_cycle(period: str):
+    return _run(period)
+
+
+@bp.route("/cycles/<period>/retry", methods=["POST"])
+def retry_cycle(period: str):
+    return _run(period, retry_only=True)
+
+
+@bp.route("/cycles/<period>/publish", methods=["POST"])
+def publish_cycle(period: str):
+    cycle = _cycle_or_404(period)
+    session = db()
+    error = None
+    try:
+        cycles.publish(session, period, _actor())
+        session.commit()
+        from console.billing.queueing import after_publish
+
+        after_publish(current_app._get_current_object(), session, cycle.id)
+    except ValueError as exc:  # CycleError, or the delivery domain's PublishError
+        session.rollback()
+        error = str(exc)
+    context = _progress_context(cycle) | {"error": error}
+    return render_page_or_fragment("billing/cycle.html", "billing/_progress.html", **context), (422 if error else 200)
+
+
+# Campaigns (admins) --------------------------------------------------------------------------
+
+
+def _campaign_form_from_request() -> campaign_service.CampaignForm:
+    form = request.form
+    return campaign_service.CampaignForm(
+        name=form.get("name", ""), text_zh=form.get("text_zh", ""), text_en=form.get("text_en", ""),
+        customer_types=tuple(form.getlist("customer_types")), starts_on=form.get("starts_on", ""),
+        ends_on=form.get("ends_on", ""), priority=form.get("priority", "0"), active=form.get("active") == "1",
+    )
+
+
+def _form_page(form, campaign: Campaign | None, errors: dict, status: int = 200):  # noqa: ANN001, ANN202
+    return render_page_or_fragment(
+        "billing/campaign_form.html", "billing/_campaign_form.html", form=form, campaign=campaign,
+        errors={k: _(v) for k, v in errors.items()}, customer_types=CUSTOMER_TYPES,
+    ), status
+
+
+@bp.route("/campaigns")
+def campaigns_page():
+    return render_template("billing/campaigns.html", campaigns=campaign_service.list_campaigns(db()))
+
+
+@bp.route("/campaigns/new")
+def new_campaign():
+    return _form_page(campaign_service.CampaignForm(), None, {})
+
+
+@bp.route("/campaigns", methods=["POST"])
+def create_campaign():
+    form = _campaign_form_from_request()
+    values, errors = form.clean()
+    if errors:
+        return _form_page(form, None, errors, 422)
+    campaign_service.save_campaign(db(), values, _actor())
+    db().commit()
+    return redirect(url_for("billing.campaigns_page"))
+
+
+@bp.route("/campaigns/<int:campaign_id>")
+def edit_campaign(campaign_id: int):
+    campaign = db().get(Campaign, campaign_id) or abort(404)
+    return _form_page(campaign_service.CampaignForm.of(campaign), campaign, {})
+
+
+@bp.route("/campaigns/<int:campaign_id>", methods=["POST"])
+def update_campaign(campaign_id: int):
+    campaign = db().get(Campaign, campaign_id) or abort(404)
+    form = _campaign_form_from_request()
+    values, errors = form.clean()
+    if errors:
+        return _form_page(form, campaign, errors, 422)
+    campaign_service.save_campaign(db(), values, _actor(), campaign)
+    db().commit()
+    return redirect(url_for("billing.campaigns_page"))

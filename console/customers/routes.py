@@ -1,16 +1,343 @@
+"""The customer file screens: search, the customer page, in-place edits of delivery wishes and recipients."""
+
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from flask_babel import lazy_gettext as _l
+import csv
+import io
+from datetime import date
 
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+
+import console.imports  # noqa: F401  (the admin import page: routes on admin_bp before it is registered)
+from console.audit import Actor
+from console.csvimport import safe_cell
+from console.customers import (
+    importers,  # noqa: F401  (registers the customer-file importers)
+    services,
+)
+from console.extensions import db
 from console.models import ROLES
 from console.web.auth import guard_blueprint
+from console.web.htmx import is_fragment_request, render_page_or_fragment
 from console.web.nav import add_nav_link
 
 bp = guard_blueprint(Blueprint("customers", __name__, url_prefix="/customers"), roles=ROLES)
 add_nav_link("customers.search", _l("Customers"), ROLES, order=10)
 
+EXPORT_LIMIT = 10_000
+
+
+@bp.app_template_filter("mask_id")
+def _mask_id(value: str | None) -> str:
+    return services.mask_id_number(value)
+
+
+def _actor() -> Actor:
+    return Actor.of_user(current_user, request.remote_addr)
+
+
+def _paper_rule() -> bool:
+    return bool(current_app.config.get("PAPER_KEY_ACCOUNTS_ONLY", True))
+
+
+def _customer_or_404(customer_id: int):  # noqa: ANN202
+    try:
+        return services.load_customer(db(), customer_id)
+    except services.CustomerNotFound:
+        abort(404)
+
 
 @bp.route("/")
 def search():
-    return render_template("customers/search.html")
+    page = services.search_customers(
+        db(), request.args.get("q", ""), request.args.get("kind", "auto"), request.args.get("after") or None
+    )
+    return render_page_or_fragment(
+        "customers/search.html", "customers/_results.html",
+        results=page, kinds=services.SEARCH_LABELS, me=current_user.id,
+    )
+
+
+@bp.route("/export.csv")
+def export_csv():
+    """The search results as CSV (ID numbers masked, formula-like cells neutralized)."""
+    query, kind = request.args.get("q", ""), request.args.get("kind", "auto")
+    out = io.StringIO()
+    writer = None
+    after = None
+    written = 0
+    while written < EXPORT_LIMIT:
+        page = services.search_customers(db(), query, kind, after, page_size=500)
+        kind = page.kind
+        for customer in page.rows:
+            row = services.customer_export_row(customer)
+            if writer is None:
+                writer = csv.DictWriter(out, fieldnames=list(row))
+                writer.writeheader()
+            writer.writerow({k: safe_cell(v) for k, v in row.items()})
+            written += 1
+        if not page.next_after:
+            break
+        after = page.next_after
+    response = Response("\ufeff" + out.getvalue(), mimetype="text/csv")
+    response.headers["Content-Disposition"] = "attachment; filename=customers.csv"
+    return response
+
+
+def _customer_context(customer, **extra):  # noqa: ANN001, ANN003, ANN202
+    session = db()
+    return {
+        "customer": customer,
+        "manager_name": services.account_manager_name(session, customer),
+        "mine": customer.key_account and customer.account_manager_id == current_user.id,
+        "history": services.contact_history(session, customer.id, 1),
+        "audit": services.audit_trail(session, customer.id, 1),
+    } | _collective_context(customer) | extra
+
+
+@bp.route("/<int:customer_id>")
+def show(customer_id: int):
+    customer = _customer_or_404(customer_id)
+    return render_template("customers/customer.html", **_customer_context(customer))
+
+
+@bp.route("/<int:customer_id>.json")
+def show_json(customer_id: int):
+    customer = _customer_or_404(customer_id)
+    return jsonify(services.customer_export_row(customer))
+
+
+@bp.route("/<int:customer_id>/history")
+def history(customer_id: int):
+    customer = _customer_or_404(customer_id)
+    page = services.contact_history(db(), customer.id, request.args.get("page", 1, type=int))
+    return render_template("customers/_history.html", customer=customer, history=page)
+
+
+@bp.route("/<int:customer_id>/audit")
+def audit(customer_id: int):
+    customer = _customer_or_404(customer_id)
+    page = services.audit_trail(db(), customer.id, request.args.get("page", 1, type=int))
+    return render_template("customers/_audit.html", customer=customer, audit=page)
+
+
+# Delivery wishes ------------------------------------------------------------------------------
+
+
+def _changed(fragment: str, customer, **context):  # noqa: ANN001, ANN003, ANN202
+    """After a successful edit: the new fragment for htmx (and an event that refreshes the history
+    and the audit trail), a redirect to the customer page otherwise."""
+    if not is_fragment_request():
+        return redirect(url_for("customers.show", customer_id=customer.id), 303)
+    response = Response(render_template(fragment, customer=customer, **context))
+    response.headers["HX-Trigger"] = "customer-changed"
+    if fragment == "customers/_recipients.html":  # the form sat inside the section: replace the section
+        response.headers["HX-Retarget"] = "#recipients"
+        response.headers["HX-Reswap"] = "outerHTML"
+    return response
+
+
+def _form_error(fragment: str, customer, **context):  # noqa: ANN001, ANN003, ANN202
+    if is_fragment_request():
+        return render_template(fragment, customer=customer, **context), 422
+    page_context = _customer_context(customer, **context)
+    page_context["inline_form"] = fragment
+    return render_template("customers/customer.html", **page_context), 422
+
+
+@bp.route("/<int:customer_id>/wishes")
+def wishes(customer_id: int):
+    customer = _customer_or_404(customer_id)
+    return render_template("customers/_wishes.html", customer=customer)
+
+
+@bp.route("/<int:customer_id>/wishes/edit")
+def edit_wishes(customer_id: int):
+    customer = _customer_or_404(customer_id)
+    return render_page_or_fragment(
+        "customers/customer.html", "customers/_wishes_form.html",
+        **_customer_context(customer, inline_form="customers/_wishes_form.html", errors={}, form=None),
+    )
+
+
+@bp.route("/<int:customer_id>/wishes", methods=["POST"])
+def save_wishes(customer_id: int):
+    customer = _customer_or_404(customer_id)
+    attach = request.form.get("attach_pdf", "default")
+    try:
+        services.update_delivery_wishes(
+            db(), customer, _actor(),
+            wants_ebill=request.form.get("wants_ebill") == "1",
+            channels=request.form.getlist("channels"),
+            email=request.form.get("email", ""),
+            attach_pdf=None if attach == "default" else attach == "1",
+            paper_key_accounts_only=_paper_rule(),
+        )
+    except services.FormInvalid as invalid:
+        db().rollback()
+        customer = _customer_or_404(customer_id)
+        return _form_error("customers/_wishes_form.html", customer, errors=invalid.errors, form=request.form)
+    db().commit()
+    return _changed("customers/_wishes.html", customer)
+
+
+# Recipients ---------------------------------------------------------------------------------
+
+
+@bp.route("/<int:customer_id>/recipients")
+def recipients(customer_id: int):
+    customer = _customer_or_404(customer_id)
+    return render_template("customers/_recipients.html", customer=customer)
+
+
+@bp.route("/<int:customer_id>/recipients/new")
+def new_recipient(customer_id: int):
+    customer = _customer_or_404(customer_id)
+    return render_page_or_fragment(
+        "customers/customer.html", "customers/_recipient_form.html",
+        **_customer_context(customer, inline_form="customers/_recipient_form.html", errors={}, form=None,
+                            recipient=None),
+    )
+
+
+@bp.route("/<int:customer_id>/recipients", methods=["POST"])
+def add_recipient(customer_id: int):
+    customer = _customer_or_404(customer_id)
+    try:
+        services.add_recipient(db(), customer, _actor(), request.form.to_dict(), _paper_rule())
+    except services.FormInvalid as invalid:
+        db().rollback()
+        return _form_error("customers/_recipient_form.html", customer, errors=invalid.errors, form=request.form,
+                           recipient=None)
+    db().commit()
+    return _changed("customers/_recipients.html", _customer_or_404(customer_id))
+
+
+def _recipient_or_404(customer, recipient_id: int):  # noqa: ANN001, ANN202
+    try:
+        return services.get_recipient(db(), customer, recipient_id)
+    except services.CustomerNotFound:
+        abort(404)
+
+
+@bp.route("/<int:customer_id>/recipients/<int:recipient_id>/edit")
+def edit_recipient(customer_id: int, recipient_id: int):
+    customer = _customer_or_404(customer_id)
+    recipient = _recipient_or_404(customer, recipient_id)
+    return render_page_or_fragment(
+        "customers/customer.html", "customers/_recipient_form.html",
+        **_customer_context(customer, inline_form="customers/_recipient_form.html", errors={}, form=None,
+                            recipient=recipient),
+    )
+
+
+@bp.route("/<int:customer_id>/recipients/<int:recipient_id>", methods=["POST"])
+def update_recipient(customer_id: int, recipient_id: int):
+    customer = _customer_or_404(customer_id)
+    recipient = _recipient_or_404(customer, recipient_id)
+    try:
+        services.update_recipient(db(), customer, recipient, _actor(), request.form.to_dict(), _paper_rule())
+    except services.FormInvalid as invalid:
+        db().rollback()
+        customer = _customer_or_404(customer_id)
+        return _form_error("customers/_recipient_form.html", customer, errors=invalid.errors, form=request.form,
+                           recipient=_recipient_or_404(customer, recipient_id))
+    db().commit()
+    return _changed("customers/_recipients.html", _customer_or_404(customer_id))
+
+
+@bp.route("/<int:customer_id>/recipients/<int:recipient_id>/active", methods=["POST"])
+def set_recipient_active(customer_id: int, recipient_id: int):
+    customer = _customer_or_404(customer_id)
+    recipient = _recipient_or_404(customer, recipient_id)
+    services.set_recipient_active(db(), customer, recipient, _actor(), request.form.get("active") == "1")
+    db().commit()
+    return _changed("customers/_recipients.html", _customer_or_404(customer_id))
+
+
+# Collective billing (issue 4): the flag (key accounts only) and the account manager's pins -------
+
+FLAG_ROLES = ("clerk", "account_manager", "admin")
+PIN_ROLES = ("account_manager", "admin")
+
+
+def _collective_context(customer, **extra):  # noqa: ANN001, ANN003, ANN202
+    return {
+        "pins": services.collective_pins(db(), customer.id),
+        "can_set_collective": current_user.has_role(*FLAG_ROLES),
+        "can_pin": current_user.has_role(*PIN_ROLES),
+        "collective_errors": {},
+    } | extra
+
+
+def _collective_fragment(customer, status: int = 200, **extra):  # noqa: ANN001, ANN003, ANN202
+    if not is_fragment_request() and status == 200:
+        return redirect(url_for("customers.show", customer_id=customer.id), 303)
+    if not is_fragment_request():
+        return render_template("customers/customer.html", **_customer_context(customer, **extra)), status
+    response = Response(render_template("customers/_collective.html", customer=customer,
+                                        **_collective_context(customer, **extra)), status)
+    if status == 200:
+        response.headers["HX-Trigger"] = "customer-changed"
+    return response
+
+
+@bp.route("/<int:customer_id>/collective")
+def collective(customer_id: int):
+    customer = _customer_or_404(customer_id)
+    return render_template("customers/_collective.html", customer=customer, **_collective_context(customer))
+
+
+@bp.route("/<int:customer_id>/collective", methods=["POST"])
+def save_collective(customer_id: int):
+    if not current_user.has_role(*FLAG_ROLES):
+        abort(403)
+    customer = _customer_or_404(customer_id)
+    try:
+        services.set_collective_billing(db(), customer, _actor(), request.form.get("collective_billing") == "1",
+                                        date.today())
+    except services.FormInvalid as invalid:
+        db().rollback()
+        return _collective_fragment(_customer_or_404(customer_id), 422, collective_errors=invalid.errors)
+    db().commit()
+    return _collective_fragment(customer)
+
+
+@bp.route("/<int:customer_id>/collective/pins", methods=["POST"])
+def add_pin(customer_id: int):
+    if not current_user.has_role(*PIN_ROLES):
+        abort(403)
+    customer = _customer_or_404(customer_id)
+    try:
+        services.set_collective_pin(db(), customer, _actor(), request.form.get("point_a", ""),
+                                    request.form.get("point_b", ""), request.form.get("kind", ""))
+    except services.FormInvalid as invalid:
+        db().rollback()
+        return _collective_fragment(_customer_or_404(customer_id), 422, collective_errors=invalid.errors)
+    db().commit()
+    return _collective_fragment(customer)
+
+
+@bp.route("/<int:customer_id>/collective/pins/<int:pin_id>/delete", methods=["POST"])
+def remove_pin(customer_id: int, pin_id: int):
+    if not current_user.has_role(*PIN_ROLES):
+        abort(403)
+    customer = _customer_or_404(customer_id)
+    try:
+        services.remove_collective_pin(db(), customer, _actor(), pin_id)
+    except services.CustomerNotFound:
+        abort(404)
+    db().commit()
+    return _collective_fragment(customer)

@@ -1,8 +1,97 @@
+"""`console delivery ...` commands and `console bench email`."""
+
 from __future__ import annotations
 
+import json
+
 import click
-from flask import Flask
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+
+from console.audit import Actor
+
+
+def _session():  # noqa: ANN202
+    return current_app.extensions["billpost.session_factory"]()
+
+
+@click.group("delivery")
+def delivery_group() -> None:
+    """E-mail delivery: publish a cycle (the outbox), send, sweep deadlines, counts."""
+
+
+@delivery_group.command("publish")
+@click.argument("period")
+@with_appcontext
+def publish_command(period: str) -> None:
+    """Publish the cycle PERIOD's bills, write their deliveries and queue the e-mail send jobs."""
+    from sqlalchemy import select
+
+    from console.db import utcnow
+    from console.delivery.publish import PublishError, publish_cycle
+    from console.models import Cycle
+    from jobs.delivery import enqueue_queued_sends
+
+    with _session() as session:
+        cycle = session.scalars(select(Cycle).where(Cycle.period == period)).first()
+        if cycle is None:
+            raise click.ClickException(f"no cycle {period}")
+        try:
+            result = publish_cycle(session, cycle.id, Actor.cli(), utcnow())
+        except PublishError as exc:
+            raise click.ClickException(str(exc)) from None
+        session.commit()
+        jobs = enqueue_queued_sends(session, current_app._get_current_object(), cycle_id=cycle.id)
+    click.echo(json.dumps(result | {"send_jobs_queued": jobs}, ensure_ascii=False))
+
+
+@delivery_group.command("send-queued")
+@with_appcontext
+def send_queued_command() -> None:
+    """Queue send jobs for every queued, unclaimed e-mail delivery (the sweeper does this too)."""
+    from jobs.delivery import enqueue_queued_sends
+
+    with _session() as session:
+        jobs = enqueue_queued_sends(session, current_app._get_current_object())
+    click.echo(f"{jobs} send jobs queued")
+
+
+@delivery_group.command("sweep")
+@with_appcontext
+def sweep_command() -> None:
+    """Run the sweeper once now (deadlines, resends, forgotten sends)."""
+    from jobs.context import use_app
+    from jobs.delivery import sweep
+
+    use_app(current_app._get_current_object())
+    click.echo(json.dumps(sweep()))
+
+
+@delivery_group.command("counts")
+@click.argument("period")
+@with_appcontext
+def counts_command(period: str) -> None:
+    """E-mail delivery counts of a cycle as JSON (also in `console cycle report PERIOD --json`)."""
+    from sqlalchemy import select
+
+    from console.delivery.report import delivery_counts
+    from console.models import Cycle
+
+    with _session() as session:
+        cycle = session.scalars(select(Cycle).where(Cycle.period == period)).first()
+        if cycle is None:
+            raise click.ClickException(f"no cycle {period}")
+        click.echo(json.dumps(delivery_counts(session, cycle.id), ensure_ascii=False, indent=2))
 
 
 def register(app: Flask, import_group: click.Group, bench_group: click.Group) -> None:
-    """Adds this domain's commands."""
+    """Adds this domain's commands (and the e-mail counts to the billing cycle report)."""
+    from console.delivery.bench import bench_email
+    from console.delivery.mailin import bench_mailin_command, mailin_command
+    from console.delivery.report import register_report_hook
+
+    register_report_hook()
+    app.cli.add_command(delivery_group)
+    app.cli.add_command(mailin_command)
+    bench_group.add_command(bench_email)
+    bench_group.add_command(bench_mailin_command)

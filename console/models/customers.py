@@ -31,9 +31,12 @@ class Customer(Base):
         CheckConstraint(f"customer_type IN {CUSTOMER_TYPES!r}", name="customer_type"),
         CheckConstraint("status IN ('active', 'closed')", name="status"),
         CheckConstraint("collective_billing = false OR key_account = true", name="collective_only_key"),
-        Index("ix_customers_name", "name"),
-        Index("ix_customers_phone", "phone"),
-        Index("ix_customers_email", "email"),
+        # Search is by prefix: on PostgreSQL text_pattern_ops makes `LIKE 'x%'` use the index whatever
+        # the database collation (SQLite searches by range on the plain index).
+        Index("ix_customers_name", "name", postgresql_ops={"name": "text_pattern_ops"}),
+        Index("ix_customers_phone", "phone", postgresql_ops={"phone": "text_pattern_ops"}),
+        Index("ix_customers_email", "email", postgresql_ops={"email": "text_pattern_ops"}),
+        Index("ix_customers_account_no_prefix", "account_no", postgresql_ops={"account_no": "text_pattern_ops"}),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

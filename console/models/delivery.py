@@ -26,6 +26,12 @@ DELIVERY_CHANNELS = ("email", "paper")
 # confirmed: delivered / relayed / opened on the web / post confirmed; failed: no more attempts
 # (a work item is open or was closed); cancelled: superseded (e.g. address corrected, new delivery).
 DELIVERY_STATUSES = ("queued", "sent", "confirmed", "failed", "cancelled")
+# How a delivery was confirmed (Delivery.confirmed_by). relayed/expanded are confirmations "flagged":
+# the customer's mail system took the message and no further report will come.
+CONFIRMED_BY = ("delivered", "relayed", "expanded", "portal_open", "post")
+# The outcome of an attempt (the latest report, or `refused` when the server refused it at RCPT).
+ATTEMPT_OUTCOMES = ("delivered", "relayed", "delayed", "failed", "expanded", "refused")
+WORK_ITEM_REASONS = ("email_failed", "email_unconfirmed")
 WORK_ITEM_STATUSES = ("open", "claimed", "closed")
 
 
@@ -54,6 +60,15 @@ class Delivery(Base):
     confirmed_at: Mapped[Timestamp | None]
     confirmed_by: Mapped[str | None] = mapped_column(String(16))  # delivered, relayed, portal_open, post
     created_at: Mapped[Timestamp] = mapped_column(default=utcnow)
+    # Sending machinery (console/delivery/sender.py, sweeper.py): a sender claims a queued delivery
+    # until `claimed_until` (a lease: a killed worker's claim runs out and the sweeper takes over);
+    # a temporary SMTP error pushes `claimed_until` into the future as the retry back-off.
+    claimed_until: Mapped[Timestamp | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(32))  # the sender (one batch run) holding it
+    enqueued_at: Mapped[Timestamp | None]  # last time a send job was queued for it
+    send_errors: Mapped[int] = mapped_column(Integer, default=0)  # temporary errors while sending
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[Timestamp] = mapped_column(default=utcnow, onupdate=utcnow)
 
     attempts: Mapped[list[DeliveryAttempt]] = relationship(
         back_populates="delivery", order_by="DeliveryAttempt.attempt_no"
@@ -80,6 +95,9 @@ class DeliveryAttempt(Base):
     status_code: Mapped[str | None] = mapped_column(String(16))
     diagnostic: Mapped[str | None] = mapped_column(Text)
     reported_at: Mapped[Timestamp | None]
+    remote_mta: Mapped[str | None] = mapped_column(String(200))
+    # Every report applied to this attempt, oldest first: [{action, status, diagnostic, at, remote_mta}].
+    reports: Mapped[list | None] = mapped_column(JSON)
     created_at: Mapped[Timestamp] = mapped_column(default=utcnow)
 
     delivery: Mapped[Delivery] = relationship(back_populates="attempts")

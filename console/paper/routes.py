@@ -1,7 +1,223 @@
+"""Clerk screens for paper bills: print batches (gather, progress, download, printed) and dispatch."""
+
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, abort, current_app, redirect, render_template, request, send_file, url_for
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from sqlalchemy import func, select
 
+from console.audit import Actor
+from console.extensions import db
+from console.models import Bill, Customer, Cycle, Delivery
+from console.models.paper import PrintBatch, PrintItem
+from console.paper import batches, dispatch
+from console.paper.batches import PaperError
 from console.web.auth import guard_blueprint
+from console.web.htmx import is_fragment_request, render_page_or_fragment
+from console.web.labels import LABELS
+from console.web.nav import add_nav_link
 
 bp = guard_blueprint(Blueprint("paper", __name__, url_prefix="/paper"), roles=["clerk", "admin"])
+add_nav_link("paper.index", _l("Paper bills"), ["clerk", "admin"], order=40)
+LABELS.setdefault(
+    "batch_status", {"rendering": _l("Rendering"), "ready": _l("Ready to print"), "printed": _l("Printed")}
+)
+LABELS.setdefault(
+    "print_status",
+    {"waiting": _l("Not dispatched"), "dispatched": _l("Dispatched"), "delivered": _l("Delivered"),
+     "returned": _l("Returned")},
+)
+
+
+def _actor() -> Actor:
+    return Actor.of_user(current_user, request.remote_addr)
+
+
+def _batch_or_404(batch_id: int) -> PrintBatch:
+    batch = db().get(PrintBatch, batch_id)
+    if batch is None:
+        abort(404)
+    return batch
+
+
+def _cycle_or_404(period: str) -> Cycle:
+    cycle = db().scalar(select(Cycle).where(Cycle.period == period))
+    if cycle is None:
+        abort(404)
+    return cycle
+
+
+@bp.route("/")
+def index():
+    session = db()
+    waiting = dict(
+        session.execute(
+            select(Bill.cycle_id, func.count(Delivery.id))
+            .join(Bill, Bill.id == Delivery.bill_id)
+            .where(Delivery.channel == "paper", Delivery.status == "queued",
+                   ~select(PrintItem.id).where(PrintItem.delivery_id == Delivery.id).exists())
+            .group_by(Bill.cycle_id)
+        ).all()
+    )
+    cycles = list(session.scalars(select(Cycle).order_by(Cycle.period.desc()).limit(24)))
+    return render_template("paper/index.html", cycles=cycles, waiting=waiting, deliverers=dispatch.deliverers(session))
+
+
+def _cycle_context(period: str, error: str | None = None) -> dict:
+    session = db()
+    cycle = _cycle_or_404(period)
+    rows = list(session.scalars(select(PrintBatch).where(PrintBatch.cycle_id == cycle.id).order_by(PrintBatch.batch_no)))
+    progress = batches.cycle_progress(session, period)
+    return {
+        "cycle": cycle,
+        "batches": rows,
+        "progress": progress,
+        "running": any(b.status == "rendering" for b in rows),
+        "error": error,
+        "default_size": batches.default_batch_size(),
+    }
+
+
+@bp.route("/cycles/<period>")
+def cycle(period: str):
+    return render_page_or_fragment("paper/cycle.html", "paper/_batches.html", **_cycle_context(period))
+
+
+@bp.route("/cycles/<period>/progress")
+def progress(period: str):
+    """The batches widget alone: polled by htmx while a batch is rendering (the cycle dashboard may include it)."""
+    return render_template("paper/_batches.html", **_cycle_context(period))
+
+
+@bp.post("/cycles/<period>/gather")
+def gather(period: str):
+    session = db()
+    _cycle_or_404(period)
+    try:
+        size = int(request.form.get("size") or batches.default_batch_size())
+        batches.gather_batches(
+            session, period, _actor(), size=size,
+            key_accounts_only=current_app.config.get("PAPER_KEY_ACCOUNTS_ONLY", True),
+        )
+        session.commit()
+    except (PaperError, ValueError) as exc:
+        session.rollback()
+        message = str(exc) if isinstance(exc, PaperError) else str(_l("The batch size must be at least 1."))
+        return render_page_or_fragment("paper/cycle.html", "paper/_batches.html",
+                                       **_cycle_context(period, error=message)), 422
+    start_rendering(session, batches.unfinished_batch_ids(session, period))
+    if is_fragment_request():
+        return render_template("paper/_batches.html", **_cycle_context(period))
+    return redirect(url_for("paper.cycle", period=period))
+
+
+def start_rendering(session, batch_ids: list[int]) -> int:  # noqa: ANN001
+    """After the commit: one render job per chunk on the pdf queue (deterministic ids)."""
+    from console.queues import get_queue
+    from jobs.paper import enqueue_rendering
+
+    return enqueue_rendering(get_queue("pdf"), {bid: batches.item_ids(session, bid) for bid in batch_ids})
+
+
+@bp.route("/batches/<int:batch_id>")
+def batch(batch_id: int):
+    session = db()
+    row = _batch_or_404(batch_id)
+    cycle = session.get(Cycle, row.cycle_id)
+    items = session.execute(
+        select(PrintItem, Bill.bill_no, Delivery.recipient_name, Delivery.address, Customer.account_no)
+        .join(Bill, Bill.id == PrintItem.bill_id)
+        .join(Delivery, Delivery.id == PrintItem.delivery_id)
+        .join(Customer, Customer.id == PrintItem.customer_id)
+        .where(PrintItem.batch_id == batch_id)
+        .order_by(PrintItem.position)
+    ).all()
+    return render_template("paper/batch.html", batch=row, cycle=cycle, items=items,
+                           progress=batches.batch_progress(session, batch_id), error=None)
+
+
+@bp.route("/batches/<int:batch_id>/pdf")
+def batch_pdf(batch_id: int):
+    row = _batch_or_404(batch_id)
+    if not row.pdf_path:
+        abort(404)
+    cycle = db().get(Cycle, row.cycle_id)
+    return send_file(batches.batch_file(row), mimetype="application/pdf", as_attachment=True,
+                     download_name=f"print-{cycle.period}-{row.batch_no:04d}.pdf", max_age=0)
+
+
+@bp.post("/batches/<int:batch_id>/printed")
+def printed(batch_id: int):
+    session = db()
+    _batch_or_404(batch_id)
+    try:
+        batches.mark_printed(session, batch_id, _actor())
+        session.commit()
+    except PaperError:
+        session.rollback()
+        abort(409)
+    return redirect(url_for("paper.batch", batch_id=batch_id))
+
+
+@bp.post("/batches/<int:batch_id>/hand")
+def batch_by_hand(batch_id: int):
+    session = db()
+    _batch_or_404(batch_id)
+    try:
+        dispatch.dispatch_batch_by_hand(session, batch_id, request.form.get("deliverer", ""), _actor(),
+                                        postal_code=request.form.get("postal_code") or None)
+        session.commit()
+    except PaperError:
+        session.rollback()
+        abort(422)
+    return redirect(url_for("paper.batch", batch_id=batch_id))
+
+
+def _item_row(item_id: int, error: str | None = None):  # noqa: ANN202
+    session = db()
+    row = session.execute(
+        select(PrintItem, Bill.bill_no, Delivery.recipient_name, Delivery.address, Customer.account_no)
+        .join(Bill, Bill.id == PrintItem.bill_id)
+        .join(Delivery, Delivery.id == PrintItem.delivery_id)
+        .join(Customer, Customer.id == PrintItem.customer_id)
+        .where(PrintItem.id == item_id)
+    ).one()
+    batch = session.get(PrintBatch, row[0].batch_id)
+    return render_template("paper/_item.html", row=row, batch=batch, error=error)
+
+
+@bp.post("/items/<int:item_id>/<action>")
+def item_action(item_id: int, action: str):
+    session = db()
+    item = session.get(PrintItem, item_id)
+    if item is None:
+        abort(404)
+    actor, form = _actor(), request.form
+    actions = {
+        "post": lambda: dispatch.dispatch_by_post(session, item_id, form.get("tracking_no", ""), actor),
+        "hand": lambda: dispatch.dispatch_by_hand(session, item_id, form.get("deliverer", ""), actor),
+        "delivered": lambda: dispatch.confirm_delivered(session, item_id, actor, form.get("note", "")),
+        "returned": lambda: dispatch.record_returned(session, item_id, actor, form.get("note", "")),
+    }
+    if action not in actions:
+        abort(404)
+    try:
+        actions[action]()
+        session.commit()
+    except PaperError as exc:
+        session.rollback()
+        if is_fragment_request():
+            return _item_row(item_id, error=str(exc)), 422
+        abort(422)
+    if is_fragment_request():
+        return _item_row(item_id)
+    return redirect(url_for("paper.batch", batch_id=item.batch_id))
+
+
+@bp.route("/runsheet")
+def runsheet():
+    deliverer = request.args.get("deliverer", "").strip()
+    period = request.args.get("period") or None
+    lines = dispatch.run_sheet(db(), deliverer, period) if deliverer else []
+    return render_template("paper/runsheet.html", deliverer=deliverer, period=period, lines=lines)

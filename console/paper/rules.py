@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 from flask_babel import lazy_gettext as _l
 
 from console.models import Customer
@@ -11,3 +14,45 @@ PAPER_REFUSED = _l("Paper bills are for key accounts only for now; choose e-mail
 
 def paper_allowed(customer: Customer, key_accounts_only: bool = True) -> bool:
     return customer.key_account or not key_accounts_only
+
+
+POSTAL_CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
+
+
+@dataclass(frozen=True)
+class PaperRecipient:
+    """Who receives a paper copy of a customer's bills, where, and how many copies."""
+
+    name: str
+    address: str
+    postal_code: str
+    copies: int
+    recipient_id: int | None  # None: the account holder at the customer's postal address
+
+
+def postal_code_of(address: str, fallback: str | None = None) -> str:
+    """The 6-digit postal code written in an address, else the fallback (the customer's)."""
+    match = POSTAL_CODE.search(address or "")
+    return match.group(1) if match else (fallback or "")
+
+
+def paper_recipients(customer: Customer, key_accounts_only: bool = True) -> list[PaperRecipient]:
+    """Recipients with the paper channel (and the holder when the customer asked for paper), each with
+    its copies; nobody while the customer may not have paper (see PAPER_REFUSED)."""
+    if not paper_allowed(customer, key_accounts_only):
+        return []
+    found: list[PaperRecipient] = []
+    seen: set[str] = set()
+    for rec in customer.recipients:
+        if rec.channel != "paper" or not rec.active or rec.address in seen:
+            continue
+        seen.add(rec.address)
+        found.append(
+            PaperRecipient(rec.name, rec.address, postal_code_of(rec.address, customer.postal_code), rec.copies, rec.id)
+        )
+    if customer.channel_paper and customer.postal_address and customer.postal_address not in seen:
+        found.insert(
+            0,
+            PaperRecipient(customer.name, customer.postal_address, customer.postal_code or "", 1, None),
+        )
+    return found

@@ -24,10 +24,10 @@ add_nav_link("admin.home", _l("Administration"), ["admin"], order=90)
 
 # Where each role lands after sign-in, most senior role first. Later issues point these at the inboxes.
 ROLE_HOME = [
-    ("admin", "admin.home"),
-    ("account_manager", "customers.search"),
-    ("phone_rep", "customers.search"),
-    ("clerk", "customers.search"),
+    ("admin", "inbox_admin.index"),
+    ("account_manager", "inbox_am.index"),
+    ("phone_rep", "inbox_rep.index"),
+    ("clerk", "inbox_clerk.index"),
 ]
 
 

@@ -1,0 +1,210 @@
+"""Cycles: open, split into chunks of customers, run (one RQ job per chunk), progress, report.
+
+The database is the source of truth: each chunk row says queued/running/done/failed with its
+attempts and last error; RQ job ids are deterministic pointers (`billing-<period>-<chunk_no>`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import date
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from console.audit import Actor, record_audit
+from console.billing.generation import generate_chunk, period_bounds
+from console.db import utcnow
+from console.models import Customer, ServicePoint
+from console.models.billing import Bill, Cycle, CycleChunk
+
+PERIOD_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+# Other domains add to the cycle report: fn(session, cycle, report_dict) -> None (e.g. e-mail counts).
+REPORT_HOOKS: list[Callable[[Session, Cycle, dict], None]] = []
+
+
+class CycleError(ValueError):
+    pass
+
+
+def parse_period(period: str) -> str:
+    if not PERIOD_RE.match(period or ""):
+        raise CycleError(f"not a period (YYYY-MM): {period!r}")
+    return period
+
+
+def get_cycle(session: Session, period: str) -> Cycle | None:
+    return session.scalar(select(Cycle).where(Cycle.period == period))
+
+
+def open_cycle(session: Session, period: str, actor: Actor, bill_date: date | None = None) -> Cycle:
+    """Open the cycle of `period` (bill date: the month's last day unless given). Opening twice is harmless."""
+    parse_period(period)
+    cycle = get_cycle(session, period)
+    if cycle is not None:
+        return cycle
+    start, end = period_bounds(period)
+    bill_date = bill_date or end
+    if bill_date < start:
+        raise CycleError(f"bill date {bill_date} is before the period {period}")
+    cycle = Cycle(period=period, bill_date=bill_date, status="open", opened_by_id=actor.user_id)
+    session.add(cycle)
+    session.flush()
+    record_audit(session, actor, "cycle.open", "cycle", cycle.id, after={"period": period,
+                                                                        "bill_date": bill_date.isoformat()})
+    return cycle
+
+
+def plan_chunks(session: Session, cycle: Cycle, chunk_size: int) -> list[CycleChunk]:
+    """Split the customers that have service points into chunks of consecutive ids. Planned once per
+    cycle; customers added later (ids above the last chunk) get chunks of their own on the next run."""
+    existing = list(session.scalars(
+        select(CycleChunk).where(CycleChunk.cycle_id == cycle.id).order_by(CycleChunk.chunk_no)
+    ))
+    after = existing[-1].last_customer_id if existing else 0
+    ids = session.scalars(
+        select(Customer.id).where(Customer.id.in_(select(ServicePoint.customer_id)), Customer.id > after)
+        .order_by(Customer.id)
+    ).all()
+    rows = []
+    for number, offset in enumerate(range(0, len(ids), chunk_size), start=len(existing) + 1):
+        part = ids[offset : offset + chunk_size]
+        rows.append(CycleChunk(cycle_id=cycle.id, chunk_no=number, first_customer_id=part[0],
+                               last_customer_id=part[-1], customers=len(part), status="queued",
+                               job_id=job_id(cycle.period, number)))
+    session.add_all(rows)
+    session.flush()
+    return existing + rows
+
+
+def job_id(period: str, chunk_no: int) -> str:
+    return f"billing-{period}-{chunk_no}"
+
+
+def start_run(session: Session, period: str, actor: Actor, chunk_size: int, retry_failed: bool = True) -> list[CycleChunk]:
+    """Mark the cycle running and return the chunks to enqueue (not done yet). The caller commits,
+    then enqueues (console.billing.queueing.enqueue_chunks): the rows are the promise."""
+    cycle = get_cycle(session, parse_period(period))
+    if cycle is None:
+        raise CycleError(f"no cycle {period}: open it first")
+    if cycle.status == "published":
+        raise CycleError(f"cycle {period} is already published")
+    chunks = plan_chunks(session, cycle, chunk_size)
+    todo = [c for c in chunks if c.status != "done" and (retry_failed or c.status != "failed")]
+    for chunk in todo:
+        if chunk.status == "failed":
+            chunk.status = "queued"
+    if todo or cycle.status in ("open", "failed"):
+        cycle.status = "running" if todo else "generated"
+        cycle.run_started_at = cycle.run_started_at or utcnow()
+    record_audit(session, actor, "cycle.run", "cycle", cycle.id, after={"chunks": len(todo)})
+    session.flush()
+    return todo
+
+
+def run_chunk(session: Session, cycle_id: int, chunk_no: int, settings: dict) -> int:
+    """The body of one cycle job: generate the chunk's bills, mark the chunk done (flushes only)."""
+    chunk = session.scalar(
+        select(CycleChunk).where(CycleChunk.cycle_id == cycle_id, CycleChunk.chunk_no == chunk_no)
+    )
+    if chunk is None:
+        raise LookupError(f"no chunk {chunk_no} in cycle {cycle_id}")
+    if chunk.status == "done":
+        return 0  # already done: a duplicate delivery of the job
+    chunk.started_at = utcnow()
+    chunk.attempts += 1
+    made = generate_chunk(session, cycle_id, chunk.first_customer_id, chunk.last_customer_id, settings)
+    chunk.status = "done"
+    chunk.bills_created += made
+    chunk.error = None
+    chunk.finished_at = utcnow()
+    session.flush()
+    _maybe_finish(session, cycle_id)
+    return made
+
+
+def record_chunk_failure(session: Session, cycle_id: int, chunk_no: int, error: str) -> None:
+    session.execute(
+        update(CycleChunk)
+        .where(CycleChunk.cycle_id == cycle_id, CycleChunk.chunk_no == chunk_no, CycleChunk.status != "done")
+        .values(status="failed", error=error[:4000], attempts=CycleChunk.attempts + 1, finished_at=utcnow())
+    )
+    session.execute(update(Cycle).where(Cycle.id == cycle_id, Cycle.status == "running").values(status="failed"))
+    session.flush()
+
+
+def _maybe_finish(session: Session, cycle_id: int) -> None:
+    left = session.scalar(
+        select(func.count()).select_from(CycleChunk).where(CycleChunk.cycle_id == cycle_id, CycleChunk.status != "done")
+    )
+    if left == 0:
+        session.execute(
+            update(Cycle).where(Cycle.id == cycle_id, Cycle.status.in_(("running", "failed", "open")))
+            .values(status="generated", generated_at=utcnow())
+        )
+
+
+def progress(session: Session, cycle: Cycle) -> dict:
+    counts = dict(
+        session.execute(
+            select(CycleChunk.status, func.count()).where(CycleChunk.cycle_id == cycle.id).group_by(CycleChunk.status)
+        ).all()
+    )
+    total = sum(counts.values())
+    failed = session.scalars(
+        select(CycleChunk).where(CycleChunk.cycle_id == cycle.id, CycleChunk.status == "failed")
+        .order_by(CycleChunk.chunk_no)
+    ).all()
+    return {
+        "chunks_total": total,
+        "chunks_done": counts.get("done", 0),
+        "chunks_failed": counts.get("failed", 0),
+        "chunks_waiting": counts.get("queued", 0) + counts.get("running", 0),
+        "failed": [{"chunk_no": c.chunk_no, "customers": f"{c.first_customer_id}-{c.last_customer_id}",
+                    "attempts": c.attempts, "error": (c.error or "").strip().splitlines()[-1:] or [""]}
+                   for c in failed],
+        "running": cycle.status == "running" and counts.get("done", 0) + counts.get("failed", 0) < total,
+    }
+
+
+def cycle_report(session: Session, period: str) -> dict:
+    """The cycle's counts as a dict; REPORT_HOOKS add their own keys (delivery adds e-mail counts)."""
+    cycle = get_cycle(session, parse_period(period))
+    if cycle is None:
+        raise CycleError(f"no cycle {period}")
+    by_type = dict(
+        session.execute(select(Bill.bill_type, func.count()).where(Bill.cycle_id == cycle.id).group_by(Bill.bill_type)).all()
+    )
+    totals = session.execute(
+        select(func.count(), func.sum(Bill.current_balance), func.sum(Bill.charges_total)).where(Bill.cycle_id == cycle.id)
+    ).one()
+    prog = progress(session, cycle)
+    report = {
+        "period": cycle.period,
+        "bill_date": cycle.bill_date.isoformat(),
+        "status": cycle.status,
+        "bills": totals[0],
+        "bills_by_type": by_type,
+        "charges_total": str(totals[2] or "0.00"),
+        "current_balance_total": str(totals[1] or "0.00"),
+        "chunks": {k: prog[k] for k in ("chunks_total", "chunks_done", "chunks_failed", "chunks_waiting")},
+        "failed_chunks": prog["failed"],
+    }
+    for hook in REPORT_HOOKS:
+        hook(session, cycle, report)
+    return report
+
+
+def publish(session: Session, period: str, actor: Actor, now=None):  # noqa: ANN001, ANN201
+    """Hand the cycle to the delivery domain's publish_cycle (if it exists yet)."""
+    cycle = get_cycle(session, parse_period(period))
+    if cycle is None:
+        raise CycleError(f"no cycle {period}")
+    if cycle.status != "generated" and cycle.status != "published":
+        raise CycleError(f"cycle {period} is {cycle.status}: generate it completely first")
+    try:
+        from console.delivery.publish import publish_cycle
+    except ImportError as exc:
+        raise CycleError("publishing is not available yet (console.delivery.publish)") from exc
+    return publish_cycle(session, cycle.id, actor, now or utcnow())

@@ -1,0 +1,569 @@
+"""The customer file: ID numbers (validated, always shown masked), search, the customer page, and the
+edits of delivery wishes and recipients (each audited and written to the contact history)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from console.audit import Actor, record_audit, record_contact
+from console.csvimport import parse_email
+from console.models import AuditEvent, ContactRecord, Customer, Recipient, ServicePoint, User
+from console.models.customers import RECIPIENT_CHANNELS, RELATIONSHIPS
+
+# ---------------------------------------------------------------------------------------------
+# ID-card numbers (居民身份证号码)
+
+_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_CHECK = "10X98765432"
+
+
+def id_check_char(first17: str) -> str:
+    """The GB 11643 check character of the first 17 digits."""
+    total = 0
+    for digit, weight in zip(first17.encode("ascii"), _WEIGHTS, strict=True):
+        total += (digit - 48) * weight
+    return _CHECK[total % 11]
+
+
+def _valid_birth(text: str) -> bool:
+    try:
+        born = date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+    except ValueError:
+        return False
+    return date(1880, 1, 1) <= born <= date.today()
+
+
+def parse_id_number(text: str) -> str:
+    """An 18-character PRC ID number with a correct check character (X upper-cased), or 15 digits."""
+    value = text.strip().upper()
+    if len(value) == 18:
+        if not value[:17].isdigit() or not (value[17].isdigit() or value[17] == "X"):
+            raise ValueError("ID number: 17 digits and a check digit or X")
+        if not _valid_birth(value[6:14]):
+            raise ValueError("ID number: no valid birth date in it")
+        if id_check_char(value[:17]) != value[17]:
+            raise ValueError("ID number: wrong check digit")
+        return value
+    if len(value) == 15:
+        if not value.isdigit():
+            raise ValueError("ID number: 15 digits")
+        if not _valid_birth("19" + value[6:12]):
+            raise ValueError("ID number: no valid birth date in it")
+        return value
+    raise ValueError("ID number: 18 characters (or an old 15-digit number)")
+
+
+def mask_id_number(value: str | None) -> str:
+    """`320502********1234`: the region and the last four only. Use it everywhere an ID is shown,
+    exported or logged."""
+    if not value:
+        return ""
+    value = str(value)
+    if len(value) <= 10:
+        return "*" * (len(value) - 2) + value[-2:] if len(value) > 2 else "*" * len(value)
+    return value[:6] + "*" * (len(value) - 10) + value[-4:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Search: indexed prefix or equality look-ups, keyset pagination by account number, no COUNT(*).
+
+SEARCH_KINDS = ("account", "name", "phone", "email")
+SEARCH_LABELS = {
+    "auto": _l("Anything"),
+    "account": _l("Account number"),
+    "name": _l("Name"),
+    "phone": _l("Phone"),
+    "email": _l("E-mail"),
+}
+PAGE_SIZE = 20
+_PHONE = re.compile(r"^[0-9+][0-9 \-]*$")
+_ACCOUNT = re.compile(r"^[A-Za-z0-9-]+$")
+
+
+def guess_kinds(query: str) -> list[str]:
+    """The kinds a query probably means, best first (auto mode tries them in order)."""
+    if "@" in query:
+        return ["email"]
+    if _PHONE.match(query):
+        return ["phone", "account"] if query[:1] in "01+" else ["account", "phone"]
+    if _ACCOUNT.match(query) and any(ch.isdigit() for ch in query):
+        return ["account", "name", "email"]
+    if _ACCOUNT.match(query):
+        return ["name", "email", "account"]
+    return ["name"]
+
+
+_COLUMNS = {
+    "account": Customer.account_no,
+    "name": Customer.name,
+    "phone": Customer.phone,
+    "email": Customer.email,
+}
+
+
+BROAD = 2000  # SQLite: a prefix matching at least this many rows is searched along the account numbers
+
+
+def _prefix(session: Session, column: Any, text: str) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return column.like(escaped + "%", escape="\\")  # served by the text_pattern_ops index
+    condition = (column >= text) & (column < text + "\U0010ffff")  # a range on the plain index
+    if column is Customer.account_no:
+        return condition
+    # SQLite's planner has no row estimates for a range: a broad prefix ("王") would sort thousands of
+    # rows. Probe (index only, at most BROAD rows); when broad, walk the account-number index instead
+    # and filter (`name || ''` keeps SQLite off the name index), which finds a page in a few thousand rows.
+    probe = select(func.count()).select_from(select(Customer.id).where(condition).limit(BROAD).subquery())
+    if (session.scalar(probe) or 0) < BROAD:
+        return condition
+    walked = column.concat("")
+    return (walked >= text) & (walked < text + "\U0010ffff")
+
+
+@dataclass
+class SearchPage:
+    query: str
+    kind: str
+    rows: list[Customer] = field(default_factory=list)
+    next_after: str | None = None
+    after: str | None = None
+
+
+def search_customers(
+    session: Session, query: str, kind: str = "auto", after: str | None = None, page_size: int = PAGE_SIZE
+) -> SearchPage:
+    """Customers whose account number / name / phone / e-mail starts with `query`, by account number.
+
+    `after` is the last account number of the previous page (keyset pagination).
+    """
+    query = query.strip()[:100]
+    if not query:
+        return SearchPage(query, kind)
+    if kind == "email":
+        query = query.lower()
+    kinds = [kind] if kind in SEARCH_KINDS else guess_kinds(query)
+    page = SearchPage(query, kinds[0], after=after)
+    for candidate in kinds:
+        text = query.lower() if candidate == "email" else query
+        stmt = select(Customer).where(_prefix(session, _COLUMNS[candidate], text))
+        if after:
+            stmt = stmt.where(Customer.account_no > after)
+        rows = list(session.scalars(stmt.order_by(Customer.account_no).limit(page_size + 1)))
+        if rows or after:
+            page.kind = candidate
+            page.rows = rows[:page_size]
+            page.next_after = rows[page_size - 1].account_no if len(rows) > page_size else None
+            break
+    return page
+
+
+# ---------------------------------------------------------------------------------------------
+# The customer page
+
+HISTORY_PAGE = 20
+MAX_HISTORY_PAGES = 500  # offset pagination, limited
+
+
+class CustomerNotFound(LookupError):
+    pass
+
+
+def load_customer(session: Session, customer_id: int) -> Customer:
+    customer = session.scalar(
+        select(Customer)
+        .where(Customer.id == customer_id)
+        .options(selectinload(Customer.service_points), selectinload(Customer.recipients))
+    )
+    if customer is None:
+        raise CustomerNotFound(customer_id)
+    return customer
+
+
+def account_manager_name(session: Session, customer: Customer) -> str:
+    if customer.account_manager_id is None:
+        return ""
+    user = session.get(User, customer.account_manager_id)
+    return user.display_name if user else ""
+
+
+@dataclass
+class HistoryPage:
+    rows: list[Any]
+    page: int
+    has_next: bool
+
+
+def _page_number(page: int) -> int:
+    return min(max(page, 1), MAX_HISTORY_PAGES)
+
+
+def contact_history(session: Session, customer_id: int, page: int = 1) -> HistoryPage:
+    page = _page_number(page)
+    stmt = (
+        select(ContactRecord, User.display_name)
+        .outerjoin(User, User.id == ContactRecord.actor_id)
+        .where(ContactRecord.customer_id == customer_id)
+        .order_by(ContactRecord.occurred_at.desc(), ContactRecord.id.desc())
+        .offset((page - 1) * HISTORY_PAGE)
+        .limit(HISTORY_PAGE + 1)
+    )
+    rows = list(session.execute(stmt))
+    return HistoryPage(rows[:HISTORY_PAGE], page, len(rows) > HISTORY_PAGE)
+
+
+def audit_trail(session: Session, customer_id: int, page: int = 1) -> HistoryPage:
+    page = _page_number(page)
+    stmt = (
+        select(AuditEvent)
+        .where(AuditEvent.entity_type == "customer", AuditEvent.entity_id == str(customer_id))
+        .order_by(AuditEvent.occurred_at.desc(), AuditEvent.id.desc())
+        .offset((page - 1) * HISTORY_PAGE)
+        .limit(HISTORY_PAGE + 1)
+    )
+    rows = list(session.scalars(stmt))
+    return HistoryPage(rows[:HISTORY_PAGE], page, len(rows) > HISTORY_PAGE)
+
+
+def point_count(session: Session, customer_id: int) -> int:
+    return session.scalar(select(func.count()).where(ServicePoint.customer_id == customer_id)) or 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Edits: delivery wishes and recipients. Each is validated, audited (before/after) and written to
+# the contact history.
+
+
+class FormInvalid(ValueError):
+    """Field → message for every field that is wrong; nothing was changed."""
+
+    def __init__(self, errors: dict[str, Any]):
+        self.errors = errors
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+
+
+def _paper_check(customer: Customer, paper_key_accounts_only: bool) -> str | None:
+    from console.paper.rules import PAPER_REFUSED, paper_allowed
+
+    return None if paper_allowed(customer, paper_key_accounts_only) else PAPER_REFUSED
+
+
+def _wishes(customer: Customer) -> dict:
+    return {
+        "wants_ebill": customer.wants_ebill,
+        "channels": customer.channels,
+        "email": customer.email,
+        "attach_pdf": customer.attach_pdf,
+    }
+
+
+def update_delivery_wishes(
+    session: Session,
+    customer: Customer,
+    actor: Actor,
+    *,
+    wants_ebill: bool,
+    channels: list[str],
+    email: str,
+    attach_pdf: bool | None,
+    paper_key_accounts_only: bool = True,
+) -> bool:
+    """Sets the e-bill wish, the channels, the e-mail address and the PDF attachment choice.
+    Returns False when nothing changed (then nothing is recorded)."""
+    errors: dict[str, Any] = {}
+    unknown = [c for c in channels if c not in ("portal", "email", "paper")]
+    if unknown:
+        errors["channels"] = _l("Unknown channel.")
+    email = email.strip()
+    normalized = None
+    if email:
+        try:
+            normalized = parse_email(email)
+        except ValueError:
+            errors["email"] = _l("Not a valid e-mail address.")
+    if "email" in channels and not email:
+        errors["email"] = _l("The e-mail channel needs an e-mail address.")
+    if wants_ebill and not {"portal", "email"} & set(channels):
+        errors["channels"] = _l("An e-bill needs the web page or e-mail.")
+    if not channels:
+        errors["channels"] = _l("Choose at least one channel.")
+    if "paper" in channels and not customer.channel_paper:
+        refused = _paper_check(customer, paper_key_accounts_only)
+        if refused:
+            errors["channels"] = refused
+    if errors:
+        raise FormInvalid(errors)
+    before = _wishes(customer)
+    customer.wants_ebill = wants_ebill
+    for channel in ("portal", "email", "paper"):
+        setattr(customer, f"channel_{channel}", channel in channels)
+    customer.email = normalized
+    customer.attach_pdf = attach_pdf
+    after = _wishes(customer)
+    if before == after:
+        return False
+    session.flush()
+    record_audit(session, actor, "customer.delivery_wishes", "customer", customer.id, before=before, after=after)
+    changed = ", ".join(k for k in after if before[k] != after[k])
+    record_contact(
+        session, customer.id, "console", f"Delivery wishes changed ({changed})", actor,
+        details={"before": before, "after": after},
+    )
+    session.flush()
+    return True
+
+
+def _recipient_dict(recipient: Recipient) -> dict:
+    return {
+        "name": recipient.name,
+        "relationship": recipient.relation,
+        "channel": recipient.channel,
+        "address": recipient.address,
+        "copies": recipient.copies,
+        "active": recipient.active,
+    }
+
+
+def _clean_recipient(
+    session: Session,
+    customer: Customer,
+    values: dict[str, str],
+    paper_key_accounts_only: bool,
+    recipient_id: int | None,
+) -> dict:
+    errors: dict[str, Any] = {}
+    name = (values.get("name") or "").strip()
+    relation = (values.get("relationship") or "").strip()
+    channel = (values.get("channel") or "").strip()
+    address = (values.get("address") or "").strip()
+    copies_text = (values.get("copies") or "1").strip()
+    if not name or len(name) > 200:
+        errors["name"] = _l("Enter a name (at most 200 characters).")
+    if relation not in RELATIONSHIPS:
+        errors["relationship"] = _l("Choose a relationship.")
+    if channel not in RECIPIENT_CHANNELS:
+        errors["channel"] = _l("Choose e-mail or paper.")
+    if channel == "email":
+        try:
+            address = parse_email(address)
+        except ValueError:
+            errors["address"] = _l("Not a valid e-mail address.")
+    elif channel == "paper":
+        if not address or len(address) > 300:
+            errors["address"] = _l("Enter a postal address (at most 300 characters).")
+        refused = _paper_check(customer, paper_key_accounts_only)
+        if refused:
+            errors["channel"] = refused
+    try:
+        copies = int(copies_text)
+        if not 1 <= copies <= 20:
+            raise ValueError
+    except ValueError:
+        errors["copies"] = _l("Copies: a number from 1 to 20.")
+        copies = 1
+    if not errors:
+        clash = session.scalar(
+            select(Recipient.id).where(
+                Recipient.customer_id == customer.id, Recipient.channel == channel, Recipient.address == address
+            )
+        )
+        if clash is not None and clash != recipient_id:
+            errors["address"] = _l("This customer already has a recipient at this address.")
+    if errors:
+        raise FormInvalid(errors)
+    return {"name": name, "relationship": relation, "channel": channel, "address": address, "copies": copies}
+
+
+def add_recipient(
+    session: Session, customer: Customer, actor: Actor, values: dict[str, str], paper_key_accounts_only: bool = True
+) -> Recipient:
+    clean = _clean_recipient(session, customer, values, paper_key_accounts_only, None)
+    recipient = Recipient(
+        customer_id=customer.id, name=clean["name"], relation=clean["relationship"], channel=clean["channel"],
+        address=clean["address"], copies=clean["copies"], active=True,
+    )
+    session.add(recipient)
+    session.flush()
+    after = _recipient_dict(recipient)
+    record_audit(session, actor, "recipient.add", "customer", customer.id, after={"recipient_id": recipient.id} | after)
+    record_contact(session, customer.id, "console", f"Bill recipient added: {recipient.name}", actor,
+                   details={"recipient_id": recipient.id, "after": after})
+    session.flush()
+    return recipient
+
+
+def get_recipient(session: Session, customer: Customer, recipient_id: int) -> Recipient:
+    recipient = session.get(Recipient, recipient_id)
+    if recipient is None or recipient.customer_id != customer.id:
+        raise CustomerNotFound(recipient_id)
+    return recipient
+
+
+def update_recipient(
+    session: Session,
+    customer: Customer,
+    recipient: Recipient,
+    actor: Actor,
+    values: dict[str, str],
+    paper_key_accounts_only: bool = True,
+) -> bool:
+    clean = _clean_recipient(session, customer, values, paper_key_accounts_only, recipient.id)
+    before = _recipient_dict(recipient)
+    recipient.name, recipient.relation = clean["name"], clean["relationship"]
+    recipient.channel, recipient.address, recipient.copies = clean["channel"], clean["address"], clean["copies"]
+    after = _recipient_dict(recipient)
+    if before == after:
+        return False
+    session.flush()
+    record_audit(session, actor, "recipient.update", "customer", customer.id,
+                 before={"recipient_id": recipient.id} | before, after={"recipient_id": recipient.id} | after)
+    record_contact(session, customer.id, "console", f"Bill recipient changed: {recipient.name}", actor,
+                   details={"recipient_id": recipient.id, "before": before, "after": after})
+    session.flush()
+    return True
+
+
+def set_recipient_active(session: Session, customer: Customer, recipient: Recipient, actor: Actor, active: bool) -> bool:
+    if recipient.active == active:
+        return False
+    before = _recipient_dict(recipient)
+    recipient.active = active
+    session.flush()
+    action = "recipient.reactivate" if active else "recipient.deactivate"
+    record_audit(session, actor, action, "customer", customer.id,
+                 before={"recipient_id": recipient.id} | before,
+                 after={"recipient_id": recipient.id} | _recipient_dict(recipient))
+    verb = "reactivated" if active else "deactivated"
+    record_contact(session, customer.id, "console", f"Bill recipient {verb}: {recipient.name}", actor,
+                   details={"recipient_id": recipient.id})
+    session.flush()
+    return True
+
+
+def customer_export_row(customer: Customer) -> dict:
+    """The customer as an export or log would show it: the ID number masked."""
+    return {
+        "account_no": customer.account_no,
+        "name": customer.name,
+        "customer_type": customer.customer_type,
+        "key_account": customer.key_account,
+        "id_number": mask_id_number(customer.id_number),
+        "phone": customer.phone,
+        "email": customer.email,
+        "postal_address": customer.postal_address,
+        "postal_code": customer.postal_code,
+        "wants_ebill": customer.wants_ebill,
+        "channels": ";".join(customer.channels),
+        "collective_billing": customer.collective_billing,
+    }
+
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Collective billing (issue 4): the flag (key accounts only) and the account manager's pins.
+
+PIN_KINDS = ("together", "apart")
+
+
+def _collective(customer: Customer) -> dict:
+    since = customer.collective_billing_since
+    return {"collective_billing": customer.collective_billing, "since": since.isoformat() if since else None}
+
+
+def set_collective_billing(session: Session, customer: Customer, actor: Actor, enabled: bool, today: date) -> bool:
+    """Turns collective billing on (recording the date) or off. Only key accounts may have it: anyone
+    else is refused with FormInvalid. Returns False when nothing changed (then nothing is recorded)."""
+    if enabled and not customer.key_account:
+        raise FormInvalid({"collective_billing": _l("Collective billing is only for key accounts.")})
+    if customer.collective_billing == enabled:
+        return False
+    before = _collective(customer)
+    customer.collective_billing = enabled
+    customer.collective_billing_since = today if enabled else None
+    session.flush()
+    record_audit(session, actor, "customer.collective_billing", "customer", customer.id, before=before,
+                 after=_collective(customer))
+    return True
+
+
+@dataclass
+class PinView:
+    id: int
+    kind: str
+    point_a: str
+    point_b: str
+
+
+def collective_pins(session: Session, customer_id: int) -> list[PinView]:
+    from console.models.billing import CollectivePin
+
+    a, b = ServicePoint.__table__.alias("a"), ServicePoint.__table__.alias("b")
+    pins = CollectivePin.__table__.c
+    rows = session.execute(
+        select(pins.id, pins.kind, a.c.point_no, b.c.point_no)
+        .join(a, a.c.id == pins.point_a_id).join(b, b.c.id == pins.point_b_id)
+        .where(pins.customer_id == customer_id).order_by(a.c.point_no, b.c.point_no)
+    ).all()
+    return [PinView(*row) for row in rows]
+
+
+def set_collective_pin(session: Session, customer: Customer, actor: Actor, point_a: str, point_b: str,
+                       kind: str) -> bool:
+    """Pins two of the key account's points (by point number) together or apart for its collective bills;
+    a pair has one pin, which this replaces. Audited. Returns False when nothing changed."""
+    from console.models.billing import CollectivePin
+
+    errors: dict[str, Any] = {}
+    if not customer.key_account:
+        errors["pin"] = _l("Collective billing is only for key accounts.")
+    if kind not in PIN_KINDS:
+        errors["kind"] = _l("Choose together or apart.")
+    points = dict(session.execute(
+        select(ServicePoint.point_no, ServicePoint.id).where(ServicePoint.customer_id == customer.id,
+                                                             ServicePoint.point_no.in_([point_a, point_b]))
+    ).all())
+    if point_a not in points or point_b not in points:
+        errors["points"] = _l("Choose two service points of this customer.")
+    elif point_a == point_b:
+        errors["points"] = _l("Choose two different service points.")
+    if errors:
+        raise FormInvalid(errors)
+    low, high = sorted((points[point_a], points[point_b]))
+    pin = session.scalar(select(CollectivePin).where(
+        CollectivePin.customer_id == customer.id, CollectivePin.point_a_id == low, CollectivePin.point_b_id == high))
+    names = sorted((point_a, point_b))
+    before = None if pin is None else {"points": names, "kind": pin.kind}
+    if pin is not None and pin.kind == kind:
+        return False
+    if pin is None:
+        pin = CollectivePin(customer_id=customer.id, point_a_id=low, point_b_id=high, kind=kind,
+                            created_by_id=actor.user_id)
+        session.add(pin)
+    else:
+        pin.kind = kind
+    session.flush()
+    record_audit(session, actor, "customer.collective_pin", "customer", customer.id, before=before,
+                 after={"points": names, "kind": kind})
+    return True
+
+
+def remove_collective_pin(session: Session, customer: Customer, actor: Actor, pin_id: int) -> bool:
+    from console.models.billing import CollectivePin
+
+    pin = session.get(CollectivePin, pin_id)
+    if pin is None or pin.customer_id != customer.id:
+        raise CustomerNotFound(pin_id)
+    view = next(p for p in collective_pins(session, customer.id) if p.id == pin_id)
+    session.delete(pin)
+    session.flush()
+    record_audit(session, actor, "customer.collective_pin_removed", "customer", customer.id,
+                 before={"points": [view.point_a, view.point_b], "kind": view.kind}, after=None)
+    return True

@@ -1,0 +1,239 @@
+"""`console bench email`: messages per second of one sender (one worker's send_batch, one SMTP
+connection per batch, DSN requested) with the PDF off and on, and the confirmation latencies.
+
+Against SMTP_HOST when it is set; otherwise (root, Postfix installed) against a private loopback
+Postfix started for the bench, with mail-in's receiver taking the reports in this process, so the
+whole loop is measured: send → Postfix → `delivered` report → receiver → policy → commit.
+Bench data: customers EBENCH…, cycles 2000-01 (PDF off) and 2000-02 (PDF on), re-created each run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from sqlalchemy import delete, insert, select
+
+from console.audit import Actor
+from console.db import utcnow
+from console.models import Bill, BillLine, ContactRecord, Customer, Cycle, Delivery, DeliveryAttempt, WorkItem
+
+PREFIX = "EBENCH"
+PERIODS = {False: "2000-01", True: "2000-02"}
+
+
+def _clear(session, period: str) -> None:  # noqa: ANN001
+    cycle = session.scalars(select(Cycle).where(Cycle.period == period)).first()
+    if cycle is None:
+        return
+    bills = select(Bill.id).where(Bill.cycle_id == cycle.id).scalar_subquery()
+    deliveries = select(Delivery.id).where(Delivery.bill_id.in_(bills)).scalar_subquery()
+    try:
+        from console.models.mailin import InboundReportRecipient
+
+        attempts = select(DeliveryAttempt.id).where(DeliveryAttempt.delivery_id.in_(deliveries)).scalar_subquery()
+        session.execute(delete(InboundReportRecipient).where(InboundReportRecipient.attempt_id.in_(attempts)))
+    except ImportError:
+        pass
+    session.execute(delete(WorkItem).where(WorkItem.delivery_id.in_(deliveries)))
+    session.execute(delete(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(deliveries)))
+    session.execute(delete(Delivery).where(Delivery.bill_id.in_(bills)))
+    session.execute(delete(ContactRecord).where(ContactRecord.bill_id.in_(bills)))
+    session.execute(delete(BillLine).where(BillLine.bill_id.in_(bills)))
+    session.execute(delete(Bill).where(Bill.cycle_id == cycle.id))
+    session.execute(delete(Cycle).where(Cycle.id == cycle.id))
+    session.commit()
+
+
+def seed(session, messages: int, pdf: bool) -> int:  # noqa: ANN001
+    """N bench customers (PDF setting as asked) with one published-ready bill each; returns the cycle id."""
+    period = PERIODS[pdf]
+    _clear(session, period)
+    tag = "P" if pdf else "T"
+    existing = set(session.scalars(select(Customer.account_no).where(Customer.account_no.like(f"{PREFIX}{tag}%"))))
+    rows = [
+        {
+            "account_no": f"{PREFIX}{tag}{n:07d}", "name": f"邮件压测{n}", "customer_type": "residential",
+            "key_account": False, "wants_ebill": True, "channel_portal": True, "channel_email": True,
+            "channel_paper": False, "collective_billing": False, "status": "active", "attach_pdf": pdf,
+            "email": f"bench{tag.lower()}{n}@customers.test",
+        }
+        for n in range(1, messages + 1)
+        if f"{PREFIX}{tag}{n:07d}" not in existing
+    ]
+    for i in range(0, len(rows), 5000):
+        session.execute(insert(Customer.__table__), rows[i : i + 5000])
+    customers = session.execute(
+        select(Customer.id, Customer.account_no)
+        .where(Customer.account_no.like(f"{PREFIX}{tag}%"))
+        .order_by(Customer.account_no)
+        .limit(messages)
+    ).all()
+    cycle = Cycle(period=period, bill_date=date(2000, 1, 25), status="generated")
+    session.add(cycle)
+    session.flush()
+    pdf_rel = None
+    zero, amount = Decimal("0.00"), Decimal("123.45")
+    bill_rows = [
+        {
+            "bill_no": f"EB{period.replace('-', '')}{n:07d}", "cycle_id": cycle.id, "customer_id": cid,
+            "unit_key": f"B{n}", "bill_type": "regular", "template": "residential-regular",
+            "bill_date": cycle.bill_date, "due_date": date(2000, 2, 10), "previous_balance": zero,
+            "payments_total": zero, "charges_total": amount, "current_balance": amount, "deposit_held": zero,
+            "status": "generated", "pdf_path": pdf_rel, "created_at": utcnow(),
+        }
+        for n, (cid, _acc) in enumerate(customers, 1)
+    ]
+    for i in range(0, len(bill_rows), 5000):
+        session.execute(insert(Bill.__table__), bill_rows[i : i + 5000])
+    bill_ids = session.scalars(select(Bill.id).where(Bill.cycle_id == cycle.id)).all()
+    lines = [
+        {"bill_id": bid, "position": p, "kind": k, "description": d, "amount": Decimal(a)}
+        for bid in bill_ids
+        for p, (k, d, a) in enumerate([("energy", "电费 Electricity 246 kWh", "118.45"), ("fee", "其他费用 Fees", "5.00")])
+    ]
+    for i in range(0, len(lines), 5000):
+        session.execute(insert(BillLine.__table__), lines[i : i + 5000])
+    if pdf and bill_ids:
+        # A real bill PDF (the paper pipeline's, embedded CJK font) rendered once, shared by all.
+        from sqlalchemy import update
+
+        from console.paper.pdf import bill_pdf
+
+        first = session.get(Bill, bill_ids[0])
+        bill_pdf(session, first)
+        session.execute(update(Bill).where(Bill.cycle_id == cycle.id).values(pdf_path=first.pdf_path))
+    session.commit()
+    return cycle.id
+
+
+def _percentiles(values: list[float]) -> dict:
+    if not values:
+        return {}
+    values = sorted(values)
+    pick = lambda q: values[min(len(values) - 1, int(q * len(values)))]  # noqa: E731
+    return {"p50_ms": round(pick(0.5) * 1000, 1), "p95_ms": round(pick(0.95) * 1000, 1),
+            "max_ms": round(values[-1] * 1000, 1), "mean_ms": round(statistics.mean(values) * 1000, 1)}
+
+
+def run_once(app, messages: int, pdf: bool, wait: float) -> dict:  # noqa: ANN001
+    from console.delivery.publish import publish_cycle
+    from console.delivery.sender import send_batch
+
+    factory = app.extensions["billpost.session_factory"]
+    with factory() as session:
+        cycle_id = seed(session, messages, pdf)
+        publish_cycle(session, cycle_id, Actor.cli(), utcnow())
+        session.commit()
+        ids = session.scalars(
+            select(Delivery.id).join(Bill, Bill.id == Delivery.bill_id)
+            .where(Bill.cycle_id == cycle_id, Delivery.channel == "email").order_by(Delivery.id)
+        ).all()
+    size = int(app.config.get("SEND_BATCH_SIZE", 200))
+    started = time.perf_counter()
+    cpu = time.process_time()
+    sent = 0
+    for i in range(0, len(ids), size):
+        with factory() as session:
+            sent += send_batch(session, ids[i : i + size], app.config)["sent"]
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    # The sender's own CPU time too: on a shared machine the wall-clock rate says more about the load.
+    result = {"pdf": pdf, "messages": len(ids), "sent": sent, "seconds": round(elapsed, 2),
+              "messages_per_second": round(sent / elapsed, 1) if elapsed else None,
+              "sender_cpu_seconds": round(cpu, 2),
+              "messages_per_sender_cpu_second": round(sent / cpu, 1) if cpu else None}
+    # Confirmations (when reports come back to a receiver of ours).
+    deadline = time.monotonic() + wait
+    confirmed = 0
+    while time.monotonic() < deadline:
+        with factory() as session:
+            confirmed = session.query(Delivery).filter(Delivery.id.in_(ids), Delivery.status == "confirmed").count()
+        if confirmed >= sent:
+            break
+        time.sleep(0.5)
+    with factory() as session:
+        rows = session.execute(
+            select(DeliveryAttempt.sent_at, Delivery.confirmed_at, Delivery.updated_at)
+            .join(Delivery, Delivery.id == DeliveryAttempt.delivery_id)
+            .where(Delivery.id.in_(ids), Delivery.status == "confirmed")
+        ).all()
+    result["confirmed"] = len(rows)
+    # report arrival at the receiver (confirmed_at = received_at) → committed confirmation
+    result["report_to_confirmation"] = _percentiles([(u - c).total_seconds() for _s, c, u in rows if c and u])
+    # send → report received (Postfix delivery + DSN generation + SMTP to the receiver)
+    result["send_to_report"] = _percentiles([(c - s).total_seconds() for s, c, _u in rows if s and c])
+    return result
+
+
+def _start_mailin(app, port: int, folder: Path):  # noqa: ANN001, ANN202
+    """`console mailin` in a process of its own (as in production), receiving on `port`."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from console.queues import redis_url
+
+    env = dict(
+        os.environ,
+        DATABASE_URL=app.extensions["billpost.engine"].url.render_as_string(hide_password=False),
+        REDIS_URL=redis_url(app),
+        MAILIN_HOST="127.0.0.1",
+        MAILIN_PORT=str(port),
+        SMTP_HOST="127.0.0.1",  # no demo sandbox
+        BOUNCE_DOMAIN=app.config["BOUNCE_DOMAIN"],
+    )
+    log = open(folder / "mailin.log", "wb")  # noqa: SIM115 - closed with the folder
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from console.cli import main; main()", "mailin"], env=env, stdout=log, stderr=log
+    )
+    process.port = port
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process
+        except OSError:
+            if process.poll() is not None:
+                raise click.ClickException((folder / "mailin.log").read_text()[-2000:]) from None
+            time.sleep(0.2)
+    raise click.ClickException("mail-in receiver did not start")
+
+
+@click.command("email")
+@click.option("--messages", default=2000, show_default=True)
+@click.option("--pdf", type=click.Choice(["off", "on", "both"]), default="both", show_default=True)
+@click.option("--wait", default=60.0, show_default=True, help="Seconds to wait for the reports.")
+@with_appcontext
+def bench_email(messages: int, pdf: str, wait: float) -> None:
+    """E-mail sending rate of one worker (DSN requested) and the report-to-confirmation latency."""
+    app = current_app._get_current_object()
+    postfix = receiver = folder = None
+    if not app.config.get("SMTP_HOST"):
+        from console.delivery.loopback_postfix import LoopbackPostfix, free_port
+
+        folder = Path(tempfile.mkdtemp(prefix="billpost-bench-postfix-"))
+        receiver = _start_mailin(app, free_port(), folder)
+        postfix = LoopbackPostfix(folder, app.config["BOUNCE_DOMAIN"], receiver.port, free_port()).start()
+        app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=postfix.port, SMTP_STARTTLS=False, SMTP_USER="")
+        click.echo(f"loopback Postfix on 127.0.0.1:{postfix.port}, receiver on {receiver.port}")
+    try:
+        modes = {"off": [False], "on": [True], "both": [False, True]}[pdf]
+        for mode in modes:
+            click.echo(json.dumps(run_once(app, messages, mode, wait), ensure_ascii=False))
+    finally:
+        if postfix is not None:
+            postfix.stop()
+            receiver.terminate()
+            receiver.wait()
+            shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,235 @@
+"""Intake of mail received at the bounce domain: store, parse, match, apply (or quarantine).
+
+`process_inbound` is called by the SMTP receiver (console/delivery/mailin.py), the IMAP poller and
+the demo sandbox alike. It flushes, never commits.
+
+Matching, per recipient block of a report (email-dsn.md): the VERP token in the envelope recipient
+(`bounces+TOKEN@BOUNCE_DOMAIN`) first, then the report's Original-Envelope-Id, then the Message-ID
+in the returned headers. Each matched block goes to `console.delivery.policy.apply_report`. A report
+that matches nothing, and anything that is not a report nor an auto-reply, is quarantined for an
+admin; auto-replies are kept and change nothing. The same message delivered twice (a lost `250`,
+an IMAP re-poll) is recognised by its SHA-256 and applied once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from console.db import utcnow
+from console.delivery import reports
+from console.models import Delivery, DeliveryAttempt
+from console.models.mailin import InboundMessage, InboundReportRecipient
+
+KEEP_BYTES = 2 * 1024 * 1024  # raw bytes kept per message (MAILIN_KEEP_BYTES)
+
+
+@dataclass
+class IntakeResult:
+    inbound_id: int
+    classification: str  # report, auto_reply, unmatched, malformed
+    reason: str
+    duplicate: bool = False
+    quarantined: bool = False
+    applied: list[tuple[int, str]] = field(default_factory=list)  # (attempt id, action)
+    unmatched_blocks: int = 0
+
+
+def verp_tokens(rcpt_tos: list[str], bounce_domain: str | None = None) -> list[str]:
+    """Tokens of `bounces+TOKEN@domain` envelope recipients (domain checked when given)."""
+    tokens = []
+    for rcpt in rcpt_tos or []:
+        address = str(rcpt).strip().strip("<>")
+        local, at, domain = address.rpartition("@")
+        if not at or "+" not in local:
+            continue
+        if bounce_domain and domain.lower() != bounce_domain.lower():
+            continue
+        token = local.split("+", 1)[1]
+        if token and len(token) <= 64 and token not in tokens:
+            tokens.append(token)
+    return tokens
+
+
+def _attempts_by(session: Session, column, values: list[str]) -> list[DeliveryAttempt]:  # noqa: ANN001
+    values = [v for v in values if v]
+    if not values:
+        return []
+    return list(session.scalars(select(DeliveryAttempt).where(column.in_(values))))
+
+
+def _address_of(session: Session, attempt: DeliveryAttempt) -> str:
+    delivery = session.get(Delivery, attempt.delivery_id)
+    return (delivery.address if delivery else "").strip().lower()
+
+
+def match_block(
+    session: Session,
+    block: reports.RecipientBlock,
+    parsed: reports.ParsedMessage,
+    token_attempts: list[DeliveryAttempt],
+) -> tuple[DeliveryAttempt | None, str | None]:
+    """The attempt a recipient block reports on, and how it was found."""
+    addresses = {a.lower() for a in (block.final_recipient, block.original_recipient) if a}
+
+    def pick(candidates: list[DeliveryAttempt]) -> DeliveryAttempt | None:
+        if len(candidates) == 1:
+            return candidates[0]
+        by_address = [a for a in candidates if _address_of(session, a) in addresses]
+        return by_address[0] if len(by_address) == 1 else None
+
+    found = pick(token_attempts)
+    if found is not None:
+        return found, "token"
+    if parsed.envid:
+        found = pick(_attempts_by(session, DeliveryAttempt.envid, [parsed.envid]))
+        if found is not None:
+            return found, "envid"
+    mid = reports.normalize_message_id(parsed.original_message_id)
+    if mid:
+        found = pick(_attempts_by(session, DeliveryAttempt.message_id, [mid, f"<{mid}>"]))
+        if found is not None:
+            return found, "message_id"
+    return None, None
+
+
+def _clean(value: object, limit: int = 320) -> str:
+    """Envelope strings as text without control characters (PostgreSQL refuses NUL)."""
+    return re.sub(r"[\x00-\x1f\x7f]", "", str(value or ""))[:limit]
+
+
+def _sha256(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def process_inbound(
+    session: Session,
+    raw: bytes,
+    mail_from: str,
+    rcpt_tos: list[str],
+    received_at: datetime | None = None,
+    *,
+    bounce_domain: str | None = None,
+    keep_bytes: int = KEEP_BYTES,
+    source: str = "smtp",
+) -> IntakeResult:
+    """Store one received message, classify it, apply each matched report block. Flushes only."""
+    received_at = received_at or utcnow()
+    raw = bytes(raw or b"")
+    digest = _sha256(raw)
+    existing = session.scalars(select(InboundMessage).where(InboundMessage.sha256 == digest)).first()
+    if existing is not None:
+        return IntakeResult(
+            existing.id, existing.classification, existing.reason, duplicate=True, quarantined=existing.quarantined
+        )
+
+    parsed = reports.parse_message(raw)
+    classification, reason = parsed.kind, parsed.reason
+    rows: list[InboundReportRecipient] = []
+    to_apply: list[tuple[DeliveryAttempt, reports.RecipientBlock]] = []
+    unmatched = 0
+    if parsed.kind == "report":
+        # Match every block first, so the message is written once with its final classification.
+        token_attempts = _attempts_by(session, DeliveryAttempt.token, verp_tokens(rcpt_tos, bounce_domain))
+        for position, block in enumerate(parsed.recipients):
+            attempt, how = match_block(session, block, parsed, token_attempts)
+            note = None
+            if attempt is None:
+                note = "no attempt matches the token, envelope id or Message-ID"
+            elif block.action is None:
+                note = "no valid Action"
+            else:
+                to_apply.append((attempt, block))
+            unmatched += note is not None
+            rows.append(
+                InboundReportRecipient(
+                    position=position,
+                    final_recipient=block.final_recipient,
+                    original_recipient=block.original_recipient,
+                    action=block.action or (block.raw_action or None) and block.raw_action[:16],
+                    status=block.status,
+                    diagnostic=block.diagnostic,
+                    remote_mta=block.remote_mta,
+                    attempt_id=attempt.id if attempt else None,
+                    matched_by=how,
+                    applied=note is None,
+                    note=note,
+                )
+            )
+        if not to_apply:
+            classification, reason = "unmatched", "delivery report for no known attempt"
+        elif unmatched:
+            reason = f"delivery report; {unmatched} block(s) not applied"
+
+    quarantined = classification in ("unmatched", "malformed") or unmatched > 0
+    message = InboundMessage(
+        sha256=digest,
+        source=source[:8],
+        mail_from=_clean(mail_from),
+        rcpt_tos=[_clean(r) for r in (rcpt_tos or [])[:100]],
+        received_at=received_at,
+        size=len(raw),
+        raw=raw[:keep_bytes],
+        truncated=len(raw) > keep_bytes,
+        subject=parsed.subject,
+        from_header=parsed.from_header,
+        message_id=parsed.message_id,
+        classification=classification,
+        reason=reason,
+        quarantined=quarantined,
+        recipients=rows,
+    )
+    # Two connections storing the same message at the same instant: the unique sha256 makes the
+    # second flush (or commit) fail; the receiver answers 451 and the retry finds the first copy.
+    session.add(message)
+    session.flush()
+
+    from console.delivery.policy import apply_report
+
+    for attempt, block in to_apply:
+        apply_report(session, attempt, block.action, block.status, block.diagnostic, received_at, block.remote_mta)
+    result = IntakeResult(message.id, classification, reason, quarantined=quarantined, unmatched_blocks=unmatched)
+    result.applied = [(attempt.id, block.action) for attempt, block in to_apply]
+    return result
+
+
+STATES = ("open", "handled", "all", "received")
+
+
+def quarantine_query(classification: str | None = None, state: str = "open"):  # noqa: ANN201
+    """The admin's list, newest first: quarantined messages not yet handled (`open`), handled, all
+    quarantined, or every message received (`received`, reports and auto-replies included)."""
+    query = select(InboundMessage).order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc())
+    if state != "received":
+        query = query.where(InboundMessage.quarantined.is_(True))
+    if state == "open":
+        query = query.where(InboundMessage.handled_at.is_(None))
+    elif state == "handled":
+        query = query.where(InboundMessage.handled_at.is_not(None))
+    if classification:
+        query = query.where(InboundMessage.classification == classification)
+    return query
+
+
+def mark_handled(session: Session, inbound_id: int, actor, note: str = "") -> InboundMessage | None:  # noqa: ANN001
+    """An admin has looked at a quarantined message. Audited."""
+    from console.audit import record_audit
+
+    message = session.get(InboundMessage, inbound_id)
+    if message is None:
+        return None
+    if message.handled_at is None:
+        message.handled_at = utcnow()
+        message.handled_by_id = actor.user_id
+        message.handled_note = (note or "").strip()[:2000] or None
+        record_audit(
+            session, actor, "mailin.quarantine_handled", "inbound_message", message.id,
+            before={"handled": False}, after={"handled": True, "note": message.handled_note},
+        )
+        session.flush()
+    return message

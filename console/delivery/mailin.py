@@ -1,0 +1,385 @@
+"""The mail-in receiver: an SMTP server (aiosmtpd) for the bounce domain, feeding the intake.
+
+- Accepts recipients at BOUNCE_DOMAIN only (550 for any other); at most 100 recipients.
+- `handle_DATA` runs the intake in a worker thread, in a fresh session, and commits; it answers
+  `250` only after the commit, `451` on any internal error (the sending MTA retries later), and
+  the server itself never stops on a bad message. Messages over MAILIN_MAX_BYTES get `552`.
+- `console mailin` runs it (the Procfile's `mailin` line), plus the demo sandbox when SMTP_HOST is
+  empty, plus the IMAP poller with `--imap`.
+- `start_receiver(app, port=0)` / `Receiver.stop()` run it in a thread for tests.
+- `poll_imap_once(app)`: the optional IMAP bounce mailbox (IMAP_*), through the same intake; the
+  envelope recipient comes from Delivered-To / X-Original-To; messages are deleted once committed.
+- `console bench mailin`: reports/s from SMTP to confirmation, and one 20 MB message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import imaplib
+import logging
+import re
+import signal
+import socket
+import threading
+from typing import Any
+
+import click
+from aiosmtpd.controller import Controller
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+from sqlalchemy.exc import IntegrityError
+
+from console.db import sqlite_write_transactions, utcnow
+
+log = logging.getLogger("billpost.mailin")
+
+MAX_RECIPIENTS = 100
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+# SQLite has one writer at a time: intakes take the write lock at BEGIN (see console.db) and, in
+# this process, take turns. (PostgreSQL: in parallel.)
+_SQLITE_TURNS = threading.Lock()
+
+
+def run_intake(app: Flask, raw: bytes, mail_from: str, rcpt_tos: list[str], source: str = "smtp"):  # noqa: ANN201
+    """One received message through the intake in its own session, committed."""
+    if app.extensions["billpost.engine"].dialect.name == "sqlite":
+        with _SQLITE_TURNS, sqlite_write_transactions():
+            return _run_intake(app, raw, mail_from, rcpt_tos, source)
+    return _run_intake(app, raw, mail_from, rcpt_tos, source)
+
+
+def _run_intake(app: Flask, raw: bytes, mail_from: str, rcpt_tos: list[str], source: str):  # noqa: ANN202
+    try:
+        return _run_intake_once(app, raw, mail_from, rcpt_tos, source)
+    except IntegrityError:
+        # The same message stored at the same instant over another connection: once more, it is
+        # then found as a duplicate (and anything else raises again: 451).
+        return _run_intake_once(app, raw, mail_from, rcpt_tos, source)
+
+
+def _run_intake_once(app: Flask, raw: bytes, mail_from: str, rcpt_tos: list[str], source: str):  # noqa: ANN202
+    from console.delivery.intake import process_inbound
+
+    with app.app_context():
+        session = app.extensions["billpost.session_factory"]()
+        try:
+            result = process_inbound(
+                session,
+                raw,
+                mail_from,
+                rcpt_tos,
+                utcnow(),
+                bounce_domain=app.config["BOUNCE_DOMAIN"],
+                keep_bytes=app.config.get("MAILIN_KEEP_BYTES", 2 * 1024 * 1024),
+                source=source,
+            )
+            session.commit()
+            return result
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+
+class BounceHandler:
+    """aiosmtpd handler for the bounce domain."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.bounce_domain = app.config["BOUNCE_DOMAIN"].strip().lower()
+
+    async def handle_RCPT(self, server, session, envelope, address: str, rcpt_options: list[str]) -> str:  # noqa: ANN001
+        domain = address.rpartition("@")[2].strip().lower()
+        if domain != self.bounce_domain:
+            return "550 5.1.1 Not a bounce address here"
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return "452 4.5.3 Too many recipients"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001
+        raw = envelope.original_content
+        if raw is None:
+            raw = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(
+                None, run_intake, self.app, raw, envelope.mail_from or "<>", list(envelope.rcpt_tos)
+            )
+        except Exception:  # noqa: BLE001 - never crash the server; the sender retries on 451
+            log.exception("mailin: intake failed; answering 451")
+            return "451 4.3.0 Temporary failure, please try again later"
+        log.info("mailin: message %s %s (%s)", result.inbound_id, result.classification, result.reason)
+        return f"250 2.0.0 OK: queued as {result.inbound_id}"
+
+
+class Receiver:
+    """A running aiosmtpd controller (in its own thread) and where it listens."""
+
+    def __init__(self, controller: Controller, host: str, port: int) -> None:
+        self.controller = controller
+        self.host = host
+        self.port = port
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+def start_receiver(app: Flask, host: str | None = None, port: int | None = None) -> Receiver:
+    """Start the receiver in a thread; port 0 picks a free one (tests)."""
+    host = host or app.config.get("MAILIN_HOST", "127.0.0.1")
+    port = app.config.get("MAILIN_PORT", 2526) if port is None else port
+    if port == 0:
+        port = free_port(host)
+    controller = Controller(
+        BounceHandler(app),
+        hostname=host,
+        port=port,
+        data_size_limit=app.config.get("MAILIN_MAX_BYTES", 32 * 1024 * 1024),
+        enable_SMTPUTF8=True,
+        ident="Billpost mail-in",
+        timeout=120,
+    )
+    controller.start()
+    return Receiver(controller, host, port)
+
+
+# ---------------------------------------------------------------- IMAP bounce mailbox (optional)
+
+ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
+
+
+def _envelope_from_headers(raw: bytes) -> tuple[str, list[str]]:
+    """An IMAP message has no SMTP envelope: take it from the headers the mailbox's MTA added."""
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0][:65536].decode("utf-8", "replace")
+    head = re.sub(r"\r?\n[ \t]+", " ", head)
+    fields: dict[str, list[str]] = {}
+    for line in head.splitlines():
+        name, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(name.strip().lower(), []).append(value.strip())
+    rcpts: list[str] = []
+    for name in ENVELOPE_HEADERS:
+        for value in fields.get(name.lower(), []):
+            for address in re.findall(r"[^\s<>,;:\"]+@[^\s<>,;:\"]+", value):
+                if "+" in address.partition("@")[0] and address not in rcpts:
+                    rcpts.append(address)
+    mail_from = (fields.get("return-path") or ["<>"])[0] or "<>"
+    return mail_from[:320], rcpts[:MAX_RECIPIENTS]
+
+
+def poll_imap_once(app: Flask, limit: int = 500) -> int:
+    """Fetch every message of IMAP_FOLDER, feed it to the intake, delete it once committed."""
+    config = app.config
+    cls = imaplib.IMAP4_SSL if config.get("IMAP_SSL", True) else imaplib.IMAP4
+    keep = config.get("MAILIN_KEEP_BYTES", 2 * 1024 * 1024)
+    done = 0
+    with cls(config["IMAP_HOST"], config.get("IMAP_PORT", 993)) as conn:
+        conn.login(config["IMAP_USER"], config["IMAP_PASSWORD"])
+        typ, _ = conn.select(config.get("IMAP_FOLDER", "INBOX"))
+        if typ != "OK":
+            raise RuntimeError(f"IMAP folder {config.get('IMAP_FOLDER')!r} cannot be selected")
+        typ, data = conn.uid("SEARCH", None, "UNDELETED")
+        for uid in (data[0] or b"").split()[:limit]:
+            # A huge message is fetched only up to what the intake keeps.
+            typ, fetched = conn.uid("FETCH", uid, f"(BODY.PEEK[]<0.{keep}>)")
+            raw = next((item[1] for item in fetched or [] if isinstance(item, tuple)), None)
+            if typ != "OK" or raw is None:
+                continue
+            mail_from, rcpts = _envelope_from_headers(raw)
+            run_intake(app, raw, mail_from, rcpts, source="imap")
+            conn.uid("STORE", uid, "+FLAGS", "(\\Deleted)")
+            done += 1
+        conn.expunge()
+    return done
+
+
+def poll_forever(app: Flask, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            count = poll_imap_once(app)
+            if count:
+                log.info("mailin: %d message(s) taken from IMAP", count)
+        except Exception:  # noqa: BLE001 - a mailbox outage must not end the process; retried next round
+            log.exception("mailin: IMAP poll failed")
+        stop.wait(app.config.get("IMAP_POLL_SECONDS", 60))
+
+
+@click.command("mailin")
+@click.option("--imap", is_flag=True, help="Also poll the IMAP bounce mailbox (IMAP_HOST, IMAP_USER, ...).")
+@click.option("--no-sandbox", is_flag=True, help="Do not start the demo mail sandbox even if SMTP_HOST is empty.")
+@with_appcontext
+def mailin_command(imap: bool, no_sandbox: bool) -> None:
+    """The inbound SMTP receiver for delivery reports (and the demo sandbox when SMTP_HOST is empty)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    app = current_app._get_current_object()
+    if imap and not app.config.get("IMAP_HOST"):
+        raise click.UsageError("--imap needs IMAP_HOST (and IMAP_USER, IMAP_PASSWORD)")
+    stop = threading.Event()
+
+    def _stop(*_args: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    stoppers: list[Any] = [stop.set]
+    try:
+        receiver = start_receiver(app)
+        stoppers.append(receiver.stop)
+        click.echo(f"mail-in: receiving reports for @{app.config['BOUNCE_DOMAIN']} on {receiver.host}:{receiver.port}")
+        if not app.config.get("SMTP_HOST") and not no_sandbox:
+            from console.delivery.sandbox import start_sandbox
+
+            sandbox = start_sandbox(app)
+            stoppers.append(sandbox.stop)
+            click.echo(f"mail-in: demo mail sandbox on {sandbox.host}:{sandbox.port} (never relays)")
+        if imap:
+            thread = threading.Thread(target=poll_forever, args=(app, stop), name="imap-poller", daemon=True)
+            thread.start()
+            click.echo(f"mail-in: polling IMAP {app.config['IMAP_HOST']} folder {app.config['IMAP_FOLDER']}")
+        while not stop.wait(1):
+            pass
+    finally:
+        for stopper in reversed(stoppers):
+            stopper()
+        click.echo("mail-in: stopped")
+
+
+# ---------------------------------------------------------------- benchmark
+
+
+def _bench_attempts(session, count: int, tag: str) -> list:  # noqa: ANN001
+    """`count` e-mail deliveries waiting for confirmation, each with its sent attempt (bench data)."""
+    from datetime import date, timedelta
+    from decimal import Decimal
+
+    from sqlalchemy import select
+
+    from console.models import Bill, Customer, Cycle, Delivery, DeliveryAttempt, ServicePoint
+
+    period = "2031-02"
+    cycle = session.scalars(select(Cycle).where(Cycle.period == period)).first()
+    if cycle is None:
+        cycle = Cycle(period=period, bill_date=date(2031, 2, 25), status="published")
+        session.add(cycle)
+        session.flush()
+    now = utcnow()
+    attempts = []
+    for i in range(count):
+        key = f"{tag}{i:06d}"
+        customer = Customer(
+            account_no=f"BM{key}", name=f"基准客户{i}", customer_type="residential", email=f"{key}@customers.test",
+            phone="13800000000", postal_address="苏州市", postal_code="215000", wants_ebill=True,
+            channel_portal=True, channel_email=True, channel_paper=False,
+        )
+        session.add(customer)
+        session.flush()
+        point = ServicePoint(customer_id=customer.id, point_no=f"BP{key}", address="苏州市", meter_no=f"BM{key}",
+                             tariff_code="RES", read_day=10)
+        session.add(point)
+        session.flush()
+        bill = Bill(
+            bill_no=f"BB{key}", cycle_id=cycle.id, customer_id=customer.id, service_point_id=point.id,
+            unit_key=f"P{key}", bill_type="regular", template="residential-regular", bill_date=cycle.bill_date,
+            due_date=date(2031, 3, 10), previous_balance=Decimal("0"), payments_total=Decimal("0"),
+            charges_total=Decimal("1.00"), current_balance=Decimal("1.00"), deposit_held=Decimal("0"),
+            status="published",
+        )
+        session.add(bill)
+        session.flush()
+        delivery = Delivery(bill_id=bill.id, customer_id=customer.id, channel="email", address=customer.email,
+                            recipient_name=customer.name, status="sent", attempts_made=1,
+                            confirm_due_at=now + timedelta(hours=24))
+        session.add(delivery)
+        session.flush()
+        attempt = DeliveryAttempt(delivery_id=delivery.id, attempt_no=1, token=f"bm{key}", envid=f"bm-{key}",
+                                  message_id=f"<bm{key}@bills.test>", dsn_requested=True, sent_at=now)
+        session.add(attempt)
+        attempts.append((attempt, customer.email))
+    session.commit()
+    return attempts
+
+
+def run_bench(app: Flask, reports_count: int, connections: int):  # noqa: ANN201
+    """Delivered reports over SMTP to the receiver on `connections` parallel connections: reports/s
+    from the first MAIL FROM to the last 250 (each 250 comes after the commit), then one 20 MB report."""
+    import resource
+    import smtplib
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import func, select
+
+    from console.delivery.sandbox import build_report
+    from console.models import Delivery
+
+    domain = app.config["BOUNCE_DOMAIN"]
+    tag = f"{int(time.time()) % 100000:05d}"
+    with app.app_context():
+        session = app.extensions["billpost.session_factory"]()
+        try:
+            attempts = _bench_attempts(session, reports_count, tag)
+            jobs = []
+            for attempt, address in attempts:
+                raw = build_report(
+                    mail_from=f"bounces+{attempt.token}@{domain}", envid=attempt.envid, arrival=utcnow(),
+                    blocks=[{"final_recipient": address, "original_recipient": f"rfc822;{address}",
+                             "action": "delivered", "status": "2.0.0", "diagnostic": "smtp; 250 2.0.0 Ok",
+                             "remote_mta": None}],
+                    original_headers=f"Message-ID: {attempt.message_id}\nTo: {address}\n",
+                )
+                jobs.append((raw, f"bounces+{attempt.token}@{domain}"))
+            ids = [attempt.delivery_id for attempt, _ in attempts]
+        finally:
+            session.close()
+    yield f"{reports_count} deliveries waiting for confirmation seeded ({app.extensions['billpost.engine'].dialect.name})"
+    receiver = start_receiver(app, "127.0.0.1", 0)
+
+    def client(chunk: list[tuple[bytes, str]]) -> None:
+        with smtplib.SMTP(receiver.host, receiver.port, timeout=120) as conn:
+            for raw, rcpt in chunk:
+                conn.sendmail("", [rcpt], raw)
+
+    try:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(connections) as pool:
+            list(pool.map(client, [jobs[i::connections] for i in range(connections)]))
+        elapsed = time.perf_counter() - started
+        with app.app_context():
+            session = app.extensions["billpost.session_factory"]()
+            try:
+                confirmed = session.scalar(
+                    select(func.count()).select_from(Delivery).where(Delivery.id.in_(ids), Delivery.status == "confirmed")
+                )
+            finally:
+                session.close()
+        yield (f"{reports_count} delivered reports over {connections} connection(s): {elapsed:.2f} s, "
+               f"{reports_count / elapsed:.0f} reports/s, {elapsed / reports_count * 1000:.1f} ms each; "
+               f"{confirmed} deliveries confirmed")
+        big = jobs[0][0] + b"\r\n" + (b"Z" * 900 + b"\r\n") * (20 * 1024 * 1024 // 902)
+        started = time.perf_counter()
+        with smtplib.SMTP(receiver.host, receiver.port, timeout=120) as conn:
+            conn.sendmail("", [f"bounces+bench-big@{domain}"], big)
+        yield (f"one 20 MB message: {time.perf_counter() - started:.2f} s; peak memory of this process "
+               f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    finally:
+        receiver.stop()
+
+
+@click.command("mailin")
+@click.option("--reports", "reports_count", default=1000, show_default=True)
+@click.option("--connections", default=4, show_default=True, help="Parallel SMTP connections (Postfix uses several).")
+@with_appcontext
+def bench_mailin_command(reports_count: int, connections: int) -> None:
+    """Report intake over SMTP: reports/s to confirmation (adds bench rows: use a scratch database)."""
+    for line in run_bench(current_app._get_current_object(), reports_count, max(1, connections)):
+        click.echo(line)

@@ -1,0 +1,154 @@
+"""The bill e-mail: Chinese first with an English part, text and HTML alternatives, the PDF attached
+per customer setting, a unique Message-ID per attempt and a VERP envelope sender.
+
+Headers are built with `email.headerregistry` objects under the SMTP policy, from values that have
+passed `clean_header_text` (no control characters at all) and `parse_address` (one bare addr-spec,
+checked by email-validator), so no customer data can add a header or a recipient.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from typing import Any
+
+from flask import render_template
+from sqlalchemy.orm import Session
+
+from console.models import Bill, Customer, Cycle, Delivery, DeliveryAttempt
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
+# A bare addr-spec only: anything that could start a display name, a comment, a route or a second
+# address (`a@x.org)<b@evil>`, `a@x.org, b@evil`, `"a" <b@evil>`) is refused outright.
+_FORBIDDEN = re.compile(r"[\s<>()\[\],;:\"\\]")
+TOKEN_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+
+
+class InvalidAddress(ValueError):
+    pass
+
+
+def clean_header_text(value: Any, limit: int = 200) -> str:
+    """Text for a header (display name, subject part): control characters become one space."""
+    return _CONTROL.sub(" ", str(value or "")).strip()[:limit]
+
+
+def parse_address(raw: str) -> str:
+    """One e-mail address, strictly: a bare addr-spec, ASCII local part, valid domain; normalized."""
+    from email_validator import EmailNotValidError, validate_email
+
+    value = (raw or "").strip()
+    if not value or len(value) > 254:
+        raise InvalidAddress("empty or too long address")
+    if _FORBIDDEN.search(value) or _CONTROL.search(value) or value.count("@") != 1:
+        raise InvalidAddress(f"not a single plain address: {value[:80]!r}")
+    try:
+        result = validate_email(value, check_deliverability=False, allow_smtputf8=False, test_environment=True)
+    except EmailNotValidError as exc:
+        raise InvalidAddress(str(exc)) from exc
+    return result.ascii_email or result.normalized
+
+
+def new_token(delivery_id: int, attempt_no: int) -> str:
+    """The VERP token: [A-Za-z0-9-] only (xtext- and VERP-safe), unique and unguessable."""
+    return f"d{delivery_id}-{attempt_no}-{secrets.token_hex(8)}"
+
+
+def envelope_sender(token: str, bounce_domain: str) -> str:
+    if not TOKEN_RE.match(token):
+        raise ValueError("bad token")
+    return f"bounces+{token}@{bounce_domain}"
+
+
+def message_id_for(token: str, bounce_domain: str) -> str:
+    return f"<{token}@{bounce_domain}>"
+
+
+def xtext(value: str) -> str:
+    """RFC 3461 xtext: '+', '=', controls and non-ASCII as +XX."""
+    out = []
+    for byte in value.encode("utf-8"):
+        if 33 <= byte <= 126 and byte not in (43, 61):
+            out.append(chr(byte))
+        else:
+            out.append(f"+{byte:02X}")
+    return "".join(out)
+
+
+def bill_text(bill: Bill, customer: Customer, portal_url: str) -> str:
+    lines = [
+        f"尊敬的 {clean_header_text(customer.name)}：",
+        "",
+        f"您的电费账单 {bill.bill_no} 已出账，明细如下：",
+        "",
+    ]
+    for line in bill.lines:
+        lines.append(f"  {_CONTROL.sub(' ', line.description)}  {line.amount:.2f} 元")
+    lines += [
+        "",
+        f"本期应缴：{bill.current_balance:.2f} 元    缴费截止日：{bill.due_date.isoformat()}",
+        f"在线查看账单：{portal_url}",
+        "",
+        "----",
+        f"Dear customer, your electricity bill {bill.bill_no} is ready.",
+        f"Amount due: CNY {bill.current_balance:.2f}, due by {bill.due_date.isoformat()}.",
+        f"View it online: {portal_url}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def build_message(
+    session: Session,
+    delivery: Delivery,
+    attempt: DeliveryAttempt,
+    config: dict,
+    with_html: bool = True,
+) -> EmailMessage:
+    """The e-mail of one attempt. Needs an app context (templates) for the HTML part."""
+    bill = session.get(Bill, delivery.bill_id)
+    customer = session.get(Customer, delivery.customer_id)
+    cycle = session.get(Cycle, bill.cycle_id)
+    portal_url = f"{config['PORTAL_BASE_URL'].rstrip('/')}/my/bills/{bill.id}"
+    period = clean_header_text(cycle.period, 7)
+
+    msg = EmailMessage(policy=SMTP)
+    msg["Subject"] = f"【电费账单】{period} 账单 {bill.bill_no} / Electricity bill {period}"
+    msg["From"] = Address(display_name="电费账单 Billpost", addr_spec=config["MAIL_FROM"])
+    msg["To"] = Address(display_name=clean_header_text(delivery.recipient_name), addr_spec=delivery.address)
+    msg["Message-ID"] = attempt.message_id
+    msg["Date"] = attempt.created_at
+    msg["X-Billpost-Token"] = attempt.token
+    msg["X-Billpost-Bill"] = bill.bill_no
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(bill_text(bill, customer, portal_url), charset="utf-8")
+    if with_html:
+        from flask_babel import force_locale
+
+        from console.billing.document import render_bill_html
+
+        # Jobs have no request to pick a locale from: the bill document is in the default (Chinese).
+        with force_locale(config.get("BABEL_DEFAULT_LOCALE") or "zh"):
+            html = render_template(
+                "delivery/email.html",
+                bill=bill,
+                customer=customer,
+                portal_url=portal_url,
+                bill_html=render_bill_html(session, bill, "email"),
+            )
+        msg.add_alternative(html, subtype="html", charset="utf-8")
+    if customer.attaches_pdf:
+        data = bill_pdf_bytes(session, bill)
+        if data is not None:
+            msg.add_attachment(data, maintype="application", subtype="pdf", filename=f"{bill.bill_no}.pdf")
+    return msg
+
+
+def bill_pdf_bytes(session: Session, bill: Bill) -> bytes | None:
+    """The stored bill PDF (console.paper.pdf renders it the first time); None if it cannot be made."""
+    from console.paper.pdf import bill_pdf
+
+    return bill_pdf(session, bill).read_bytes()

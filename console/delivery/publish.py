@@ -1,0 +1,169 @@
+"""Publishing a cycle: its bills go on the web page and the outbox gets one delivery per recipient.
+
+The transactional outbox: the bills' status and their delivery rows are written in one transaction;
+after the commit the caller enqueues the send batches (jobs.delivery.enqueue_queued_sends), and the
+sweeper re-enqueues anything a lost Redis forgot. Publishing again writes nothing new (the unique
+key bill/channel/address).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from console.audit import Actor, record_audit
+from console.delivery.message import InvalidAddress, parse_address
+from console.delivery.policy import open_work_item
+from console.models import Bill, Customer, Cycle, Delivery
+from console.paper.rules import paper_allowed
+
+PUBLISHABLE = ("generated", "published")
+
+
+class PublishError(ValueError):
+    pass
+
+
+def _paper_key_accounts_only() -> bool:
+    try:
+        from flask import current_app
+
+        return bool(current_app.config.get("PAPER_KEY_ACCOUNTS_ONLY", True))
+    except RuntimeError:
+        return True
+
+
+def email_targets(customer: Customer) -> list[tuple[int | None, str, str]]:
+    """(recipient id or None for the holder, raw address, name) of every e-mail copy of a bill."""
+    targets: list[tuple[int | None, str, str]] = []
+    if customer.wants_ebill and customer.channel_email and (customer.email or "").strip():
+        targets.append((None, customer.email.strip(), customer.name))
+    for rec in customer.recipients:
+        if rec.active and rec.channel == "email":
+            targets.append((rec.id, rec.address.strip(), rec.name))
+    return targets
+
+
+def paper_targets(customer: Customer, key_accounts_only: bool) -> list[tuple[int | None, str, str, int]]:
+    """(recipient id or None, postal address, name, copies) of every paper copy of a bill."""
+    if not paper_allowed(customer, key_accounts_only):
+        return []
+    targets: list[tuple[int | None, str, str, int]] = []
+    if customer.channel_paper and (customer.postal_address or "").strip():
+        address = customer.postal_address.strip()
+        if customer.postal_code:
+            address = f"{address} {customer.postal_code.strip()}"
+        targets.append((None, address, customer.name, 1))
+    for rec in customer.recipients:
+        if rec.active and rec.channel == "paper":
+            targets.append((rec.id, rec.address.strip(), rec.name, rec.copies))
+    return targets
+
+
+def publish_cycle(
+    session: Session,
+    cycle_id: int,
+    actor: Actor,
+    now: datetime,
+    paper_key_accounts_only: bool | None = None,
+) -> dict:
+    """Publish the cycle's generated bills and write their deliveries; flush, never commit.
+
+    An e-mail address that does not parse gets its delivery marked failed with a work item at once
+    (someone must correct it), never a send."""
+    cycle = session.get(Cycle, cycle_id)
+    if cycle is None:
+        raise PublishError(f"no cycle {cycle_id}")
+    if cycle.status not in PUBLISHABLE:
+        raise PublishError(f"cycle {cycle.period} is {cycle.status}; only generated cycles can be published")
+    if paper_key_accounts_only is None:
+        paper_key_accounts_only = _paper_key_accounts_only()
+    before = {"status": cycle.status}
+
+    bills = session.scalars(
+        select(Bill).where(Bill.cycle_id == cycle_id).order_by(Bill.id)
+    ).all()
+    customer_ids = {b.customer_id for b in bills}
+    customers = {
+        c.id: c
+        for c in session.scalars(
+            select(Customer).where(Customer.id.in_(customer_ids)).options(selectinload(Customer.recipients))
+        )
+    } if customer_ids else {}
+    existing = set(
+        session.execute(
+            select(Delivery.bill_id, Delivery.channel, Delivery.address)
+            .join(Bill, Bill.id == Delivery.bill_id)
+            .where(Bill.cycle_id == cycle_id)
+        ).all()
+    )
+
+    counts = {"bills_published": 0, "email": 0, "paper": 0, "invalid_addresses": 0}
+    invalid: list[Delivery] = []
+    for bill in bills:
+        if bill.status != "published":
+            bill.status = "published"
+            bill.published_at = now
+            counts["bills_published"] += 1
+        customer = customers[bill.customer_id]
+        for recipient_id, raw, name in email_targets(customer):
+            try:
+                address, error = parse_address(raw), None
+            except InvalidAddress as exc:
+                address, error = raw[:300], str(exc)
+            key = (bill.id, "email", address)
+            if key in existing:
+                continue
+            existing.add(key)
+            delivery = Delivery(
+                bill_id=bill.id,
+                customer_id=customer.id,
+                recipient_id=recipient_id,
+                channel="email",
+                address=address,
+                recipient_name=name[:200],
+                copies=1,
+                status="queued" if error is None else "failed",
+                attempts_made=0,
+                send_errors=0,
+                last_error=error,
+                created_at=now,
+            )
+            session.add(delivery)
+            counts["email"] += 1
+            if error is not None:
+                invalid.append(delivery)
+        for recipient_id, address, name, copies in paper_targets(customer, paper_key_accounts_only):
+            key = (bill.id, "paper", address[:300])
+            if key in existing:
+                continue
+            existing.add(key)
+            session.add(
+                Delivery(
+                    bill_id=bill.id,
+                    customer_id=customer.id,
+                    recipient_id=recipient_id,
+                    channel="paper",
+                    address=address[:300],
+                    recipient_name=name[:200],
+                    copies=copies,
+                    status="queued",
+                    attempts_made=0,
+                    send_errors=0,
+                    created_at=now,
+                )
+            )
+            counts["paper"] += 1
+    session.flush()
+    for delivery in invalid:
+        open_work_item(session, delivery, "email_failed")
+    counts["invalid_addresses"] = len(invalid)
+
+    if cycle.status != "published":
+        cycle.status = "published"
+        cycle.published_at = now
+    record_audit(session, actor, "cycle.publish", "cycle", cycle.id, before=before, after={"status": "published"} | counts)
+    session.flush()
+    return {"cycle_id": cycle.id, "period": cycle.period} | counts

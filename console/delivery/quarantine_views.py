@@ -1,0 +1,146 @@
+"""Admin pages of the mail-in side: the quarantine (and every message received at the bounce
+domain) and the demo sandbox's mailbox. Messages are shown as escaped, size-capped text, never
+rendered as HTML. Guarded by the delivery blueprint (admin only)."""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from sqlalchemy import func, select
+
+from console.audit import Actor
+from console.delivery.intake import STATES, mark_handled, quarantine_query
+from console.delivery.routes import bp
+from console.extensions import db
+from console.models.mailin import INBOUND_CLASSES, InboundMessage, InboundReportRecipient, SandboxMessage
+from console.web.htmx import render_page_or_fragment
+from console.web.labels import LABELS
+from console.web.nav import add_admin_link
+
+LABELS.setdefault("mailin_class", {}).update(
+    {
+        "report": _l("Delivery report"),
+        "auto_reply": _l("Auto-reply"),
+        "unmatched": _l("Report for no known e-mail"),
+        "malformed": _l("Not a delivery report"),
+    }
+)
+LABELS.setdefault("mailin_state", {}).update(
+    {
+        "open": _l("Quarantine, not handled"),
+        "handled": _l("Quarantine, handled"),
+        "all": _l("Whole quarantine"),
+        "received": _l("Everything received"),
+    }
+)
+LABELS.setdefault("sandbox_outcome", {}).update(
+    {"delivered": _l("Delivered report"), "failed": _l("Failed report (5.1.1)"), "silent": _l("No answer")}
+)
+
+add_admin_link("delivery.quarantine", _l("Mail-in quarantine"), order=60)
+add_admin_link("delivery.sandbox", _l("Demo sandbox mailbox"), order=61)
+
+PAGE_SIZE = 50
+SHOW_BYTES = 64 * 1024  # of a message's raw text shown on its page
+
+
+def _page() -> int:
+    try:
+        return max(1, int(request.args.get("page", "1")))
+    except ValueError:
+        return 1
+
+
+def _raw_text(raw: bytes) -> tuple[str, bool]:
+    """The first SHOW_BYTES of a message as text (escaped by the template, never rendered)."""
+    shown = raw[:SHOW_BYTES]
+    try:
+        text = shown.decode("utf-8")
+    except UnicodeDecodeError:
+        text = shown.decode("utf-8", "replace")
+    return text, len(raw) > SHOW_BYTES
+
+
+@bp.get("/quarantine")
+def quarantine():
+    state = request.args.get("state", "open")
+    state = state if state in STATES else "open"
+    classification = request.args.get("classification") or None
+    classification = classification if classification in INBOUND_CLASSES else None
+    page = _page()
+    query = quarantine_query(classification, state)
+    session = db()
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    messages = session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    return render_page_or_fragment(
+        "delivery/quarantine.html",
+        "delivery/_quarantine_rows.html",
+        messages=messages,
+        state=state,
+        states=STATES,
+        classification=classification,
+        classes=INBOUND_CLASSES,
+        page_no=page,
+        total=total,
+        page_size=PAGE_SIZE,
+    )
+
+
+@bp.get("/quarantine/<int:message_id>")
+def quarantine_message(message_id: int):
+    session = db()
+    message = session.get(InboundMessage, message_id)
+    if message is None:
+        abort(404)
+    blocks = session.scalars(
+        select(InboundReportRecipient)
+        .where(InboundReportRecipient.inbound_id == message.id)
+        .order_by(InboundReportRecipient.position)
+    ).all()
+    text, cut = _raw_text(message.raw)
+    return render_template("delivery/quarantine_message.html", message=message, blocks=blocks, text=text, cut=cut)
+
+
+@bp.post("/quarantine/<int:message_id>/handled")
+def quarantine_handled(message_id: int):
+    session = db()
+    message = mark_handled(
+        session, message_id, Actor.of_user(current_user, request.remote_addr), request.form.get("note", "")
+    )
+    if message is None:
+        abort(404)
+    session.commit()
+    flash(_("Marked as handled."), "ok")
+    return redirect(url_for("delivery.quarantine_message", message_id=message_id))
+
+
+@bp.get("/sandbox")
+def sandbox():
+    page = _page()
+    session = db()
+    total = session.scalar(select(func.count()).select_from(SandboxMessage))
+    messages = session.scalars(
+        select(SandboxMessage)
+        .order_by(SandboxMessage.received_at.desc(), SandboxMessage.id.desc())
+        .limit(PAGE_SIZE)
+        .offset((page - 1) * PAGE_SIZE)
+    ).all()
+    return render_page_or_fragment(
+        "delivery/sandbox.html",
+        "delivery/_sandbox_rows.html",
+        messages=messages,
+        page_no=page,
+        total=total,
+        page_size=PAGE_SIZE,
+    )
+
+
+@bp.get("/sandbox/<int:message_id>")
+def sandbox_message(message_id: int):
+    message = db().get(SandboxMessage, message_id)
+    if message is None:
+        abort(404)
+    text, cut = _raw_text(message.raw)
+    return render_template("delivery/sandbox_message.html", message=message, text=text, cut=cut)

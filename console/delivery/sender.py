@@ -1,0 +1,355 @@
+"""Sending a batch of e-mail deliveries over one persistent SMTP connection.
+
+1. **Claim** the batch: one conditional UPDATE (still `queued`, no live claim) sets `claimed_by`
+   (this run) and `claimed_until` (a lease, DELIVERY_LEASE_SECONDS, renewed while the batch runs);
+   deliveries another sender holds are skipped.
+2. **Attempt rows** — token, ENVID, Message-ID — for every claimed delivery, COMMITTED before any
+   SMTP. An unsent attempt left by a crash or a temporary error is reused (same Message-ID).
+3. Per delivery: the SMTP transaction (MAIL FROM with RET/ENVID, RCPT TO with NOTIFY/ORCPT when the
+   server offers DSN; recorded as dsn_requested otherwise), then COMMIT sent_at, the server's reply
+   and confirm_due_at = sent_at + CONFIRM_AFTER.
+
+The at-least-once window is the one message in flight: a worker killed after the server took a
+message but before step 3's commit leaves that attempt without sent_at; when its claim runs out the
+sweeper queues the delivery again and the next sender reuses that attempt, so that one message can
+arrive twice — with the same Message-ID — and no other (every other delivery of the batch is either
+recorded as sent or was never handed to the server). A recipient refused with 5xx is a permanent
+failure at once (work item, no resend); a 4xx or a lost connection leaves the delivery queued,
+retried after a back-off; a lost connection also releases the rest of the batch and fails the job
+(RQ retries it).
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import ssl
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from console.db import utcnow
+from console.delivery.message import build_message, envelope_sender, message_id_for, new_token, xtext
+from console.delivery.policy import MAX_ATTEMPTS, apply_report, lock_for_write, open_work_item, transition
+from console.models import Bill, Customer, Cycle, Delivery, DeliveryAttempt, ServicePoint
+
+RETRY_BACKOFF = (60, 300, 900, 1800, 3600)  # seconds after a temporary error, then hourly
+_ENHANCED = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+def smtp_target(config: dict) -> tuple[str, int]:
+    """The relay; with no SMTP_HOST (the embedded demo) the mail-in sandbox on SANDBOX_PORT."""
+    if config.get("SMTP_HOST"):
+        return config["SMTP_HOST"], int(config.get("SMTP_PORT", 25))
+    return "127.0.0.1", int(config.get("SANDBOX_PORT", 2525))
+
+
+def connect(config: dict, timeout: float = 60) -> smtplib.SMTP:
+    host, port = smtp_target(config)
+    smtp = smtplib.SMTP(host, port, timeout=timeout)
+    smtp.ehlo()
+    if config.get("SMTP_HOST") and config.get("SMTP_STARTTLS"):
+        smtp.starttls(context=ssl.create_default_context())
+        smtp.ehlo()
+    if config.get("SMTP_HOST") and config.get("SMTP_USER"):
+        smtp.login(config["SMTP_USER"], config.get("SMTP_PASSWORD", ""))
+    return smtp
+
+
+def _reply(code: int, text: bytes | str) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return f"{code} {text}".strip()[:2000]
+
+
+def enhanced_status(code: int, text: str) -> str:
+    match = _ENHANCED.search(text or "")
+    if match:
+        return match.group(1)
+    return f"{str(code)[0]}.0.0"
+
+
+class ConnectionLost(Exception):
+    pass
+
+
+class Sender:
+    """One SMTP connection for a batch; `send_batch` is the whole job."""
+
+    def __init__(
+        self,
+        session: Session,
+        config: dict,
+        now: Callable[[], datetime] = utcnow,
+        connection_factory: Callable[[dict], smtplib.SMTP] = connect,
+    ) -> None:
+        self.session = session
+        self.config = config
+        self.now = now
+        self.connection_factory = connection_factory
+        self.smtp: smtplib.SMTP | None = None
+        self.dsn = False
+        self.lease = timedelta(seconds=int(config.get("DELIVERY_LEASE_SECONDS", 300)))
+        self.claim_id = uuid.uuid4().hex
+        self.renewed_at: datetime | None = None
+        self.sqlite = session.get_bind().dialect.name == "sqlite"
+        self.loaded: list = []
+        self.counts = {"sent": 0, "refused": 0, "temporary": 0, "skipped": 0}
+
+    # -- connection ------------------------------------------------------------------------------
+    def _connection(self) -> smtplib.SMTP:
+        if self.smtp is None:
+            self.smtp = self.connection_factory(self.config)
+            self.dsn = bool(self.smtp.has_extn("dsn"))
+        return self.smtp
+
+    def close(self) -> None:
+        if self.smtp is not None:
+            try:
+                self.smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                self.smtp.close()
+            self.smtp = None
+
+    # -- claims ----------------------------------------------------------------------------------
+    def claim(self, ids: list[int]) -> list[int]:
+        """Claim the still-queued, unclaimed deliveries among `ids` for this run (commits)."""
+        now = self.now()
+        claimed: set[int] = set()
+        for start in range(0, len(ids), 1000):
+            claimed |= set(
+                self.session.execute(
+                    update(Delivery)
+                    .where(
+                        Delivery.id.in_(ids[start : start + 1000]),
+                        Delivery.channel == "email",
+                        Delivery.status == "queued",
+                        or_(Delivery.claimed_until.is_(None), Delivery.claimed_until <= now),
+                    )
+                    .values(claimed_until=now + self.lease, claimed_by=self.claim_id)
+                    .returning(Delivery.id)
+                    .execution_options(synchronize_session=False)
+                ).scalars()
+            )
+        self.session.commit()
+        self.renewed_at = now
+        return [i for i in ids if i in claimed]
+
+    def renewal_due(self) -> bool:
+        return self.renewed_at is None or self.now() - self.renewed_at >= self.lease / 3
+
+    def renew(self, remaining: list[int]) -> set[int]:
+        """Extend the lease on what is left (a third of it has gone); returns what is still ours."""
+        now = self.now()
+        ours = set(
+            self.session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(remaining), Delivery.claimed_by == self.claim_id, Delivery.status == "queued")
+                .values(claimed_until=now + self.lease)
+                .returning(Delivery.id)
+                .execution_options(synchronize_session=False)
+            ).scalars()
+        ) if remaining else set()
+        self.session.commit()
+        self.renewed_at = now
+        return ours
+
+    def release(self, ids: list[int]) -> None:
+        """Give back claims this run will not use (a lost connection: the job's retry takes them)."""
+        if ids:
+            self.session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(ids), Delivery.claimed_by == self.claim_id, Delivery.status == "queued")
+                .values(claimed_until=None, claimed_by=None)
+                .execution_options(synchronize_session=False)
+            )
+            self.session.commit()
+
+    # -- preparation -----------------------------------------------------------------------------
+    def load(self, ids: list[int]) -> list[Delivery]:
+        """The deliveries with their bills (and lines), customers, cycles and points, in few queries:
+        the message builder then finds them in the session's identity map."""
+        deliveries = self.session.scalars(
+            select(Delivery).where(Delivery.id.in_(ids)).execution_options(populate_existing=True)
+        ).all()
+        bill_ids = {d.bill_id for d in deliveries}
+        bills = self.session.scalars(
+            select(Bill).where(Bill.id.in_(bill_ids)).options(selectinload(Bill.lines))
+        ).all()
+        # The identity map holds objects weakly: keep them for the length of the batch.
+        self.loaded = [*deliveries, *bills]
+        self.loaded += self.session.scalars(
+            select(Customer).where(Customer.id.in_({d.customer_id for d in deliveries}))
+        ).all()
+        self.loaded += self.session.scalars(select(Cycle).where(Cycle.id.in_({b.cycle_id for b in bills}))).all()
+        points = {b.service_point_id for b in bills if b.service_point_id}
+        if points:
+            self.loaded += self.session.scalars(select(ServicePoint).where(ServicePoint.id.in_(points))).all()
+        by_id = {d.id: d for d in deliveries}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def prepare(self, deliveries: list[Delivery]) -> dict[int, DeliveryAttempt]:
+        """The attempt of each delivery (the unsent one left over, else a new one); commits."""
+        ids = [d.id for d in deliveries]
+        pending = {
+            a.delivery_id: a
+            for a in self.session.scalars(
+                select(DeliveryAttempt).where(
+                    DeliveryAttempt.delivery_id.in_(ids),
+                    DeliveryAttempt.sent_at.is_(None),
+                    DeliveryAttempt.outcome.is_(None),
+                )
+            )
+        }
+        attempts: dict[int, DeliveryAttempt] = {}
+        bounce_domain = self.config["BOUNCE_DOMAIN"]
+        now = self.now()
+        for delivery in deliveries:
+            attempt = pending.get(delivery.id)
+            if attempt is not None and attempt.attempt_no == delivery.attempts_made:
+                attempt.dsn_requested = self.dsn
+                attempts[delivery.id] = attempt
+                continue
+            if delivery.attempts_made >= MAX_ATTEMPTS:
+                # Cannot happen through the policy; never send a third time.
+                if transition(self.session, delivery, {"status": "queued"}, status="failed", claimed_until=None):
+                    open_work_item(self.session, delivery, "email_failed")
+                continue
+            number = delivery.attempts_made + 1
+            token = new_token(delivery.id, number)
+            attempt = DeliveryAttempt(
+                delivery_id=delivery.id,
+                attempt_no=number,
+                token=token,
+                envid=token,
+                message_id=message_id_for(token, bounce_domain),
+                dsn_requested=self.dsn,
+                created_at=now,
+            )
+            self.session.add(attempt)
+            delivery.attempts_made = number
+            attempts[delivery.id] = attempt
+        self.session.commit()  # every attempt (token, ENVID, Message-ID) on record before any SMTP
+        return attempts
+
+    # -- one message -----------------------------------------------------------------------------
+    def send_one(self, delivery: Delivery, attempt: DeliveryAttempt) -> str:
+        message = build_message(self.session, delivery, attempt, self.config).as_bytes()
+        if self.sqlite or self.session.dirty or self.session.new:
+            # Keeps a PDF path a first rendering stored; on SQLite also ends the read transaction, so
+            # no snapshot is held across the SMTP exchange (a reader there cannot become a writer).
+            self.session.commit()
+        smtp = self._connection()
+        sender = envelope_sender(attempt.token, self.config["BOUNCE_DOMAIN"])
+        mail_options: list[str] = []
+        rcpt_options: list[str] = []
+        if self.dsn:
+            mail_options = ["RET=HDRS", f"ENVID={xtext(attempt.envid)}"]
+            rcpt_options = ["NOTIFY=SUCCESS,FAILURE,DELAY", f"ORCPT=rfc822;{xtext(delivery.address)}"]
+        try:
+            code, text = smtp.mail(sender, mail_options)
+            stage = "MAIL"
+            if code == 250:
+                code, text = smtp.rcpt(delivery.address, rcpt_options)
+                stage = "RCPT"
+                if code in (250, 251):
+                    stage = "DATA"
+                    try:
+                        code, text = smtp.data(message)
+                    except smtplib.SMTPDataError as exc:
+                        code, text = exc.smtp_code, exc.smtp_error
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            # Lost in the middle: the server may or may not have taken it (the in-flight window).
+            self.smtp = None
+            self._temporary(delivery, attempt, f"connection lost: {exc}")
+            raise ConnectionLost(str(exc)) from exc
+        if code != 250:
+            try:
+                smtp.rset()
+            except (smtplib.SMTPException, OSError):
+                self.close()
+        reply = _reply(code, text)
+        if code == 250:
+            sent_at = self.now()
+            attempt.sent_at = sent_at
+            attempt.smtp_response = reply
+            transition(
+                self.session,
+                delivery,
+                {"status": "queued", "attempts_made": attempt.attempt_no},
+                status="sent",
+                confirm_due_at=sent_at + self.config["CONFIRM_AFTER"],
+                claimed_until=None,
+                claimed_by=None,
+                last_error=None,
+            )
+            self.session.commit()
+            self.counts["sent"] += 1
+            return "sent"
+        if 500 <= code < 600:
+            attempt.smtp_response = f"{stage}: {reply}"
+            apply_report(self.session, attempt, "refused", enhanced_status(code, reply), reply, self.now())
+            self.session.commit()
+            self.counts["refused"] += 1
+            return "refused"
+        self._temporary(delivery, attempt, f"{stage}: {reply}")
+        return "temporary"
+
+    def _temporary(self, delivery: Delivery, attempt: DeliveryAttempt | None, error: str) -> None:
+        """A 4xx or a lost connection: the delivery stays queued, retried after a back-off; the
+        unsent attempt is kept and reused (same Message-ID)."""
+        self.session.rollback()
+        lock_for_write(self.session)
+        self.session.refresh(delivery)
+        if attempt is not None:
+            attempt = self.session.get(DeliveryAttempt, attempt.id)
+            attempt.smtp_response = error[:2000]
+        backoff = RETRY_BACKOFF[min(delivery.send_errors, len(RETRY_BACKOFF) - 1)]
+        delivery.send_errors = delivery.send_errors + 1
+        delivery.last_error = error[:2000]
+        delivery.claimed_until = self.now() + timedelta(seconds=backoff)
+        delivery.claimed_by = None
+        self.session.commit()
+        self.counts["temporary"] += 1
+
+    # -- the batch -------------------------------------------------------------------------------
+    def send_batch(self, delivery_ids: Iterable[int]) -> dict:
+        ids = list(dict.fromkeys(int(i) for i in delivery_ids))
+        claimed = self.claim(ids)
+        self.counts["skipped"] = len(ids) - len(claimed)
+        if not claimed:
+            return dict(self.counts)
+        try:
+            try:
+                self._connection()
+            except (smtplib.SMTPException, OSError) as exc:
+                for delivery in self.load(claimed):
+                    self._temporary(delivery, None, f"connect: {exc}")
+                raise
+            deliveries = self.load(claimed)
+            attempts = self.prepare(deliveries)
+            todo = [d for d in deliveries if d.id in attempts]
+            lost: set[int] = set()
+            for position, delivery in enumerate(todo):
+                if self.renewal_due():
+                    remaining = [d.id for d in todo[position:]]
+                    lost |= set(remaining) - self.renew(remaining)
+                if delivery.id in lost:  # our claim ran out and another sender took it
+                    self.counts["skipped"] += 1
+                    continue
+                try:
+                    self.send_one(delivery, attempts[delivery.id])
+                except ConnectionLost:
+                    self.release([d.id for d in todo[position + 1 :]])
+                    raise
+        finally:
+            self.close()
+        return dict(self.counts)
+
+
+def send_batch(session: Session, delivery_ids: Iterable[int], config: dict, **kwargs) -> dict:  # noqa: ANN003
+    """Send these deliveries (those still queued and unclaimed) over one connection."""
+    return Sender(session, config, **kwargs).send_batch(delivery_ids)

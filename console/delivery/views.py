@@ -1,0 +1,75 @@
+"""Admin pages of the sending side: e-mail figures per cycle and the deliveries by status, with
+each one's attempts and the servers' replies. Guarded by the delivery blueprint (admin only)."""
+
+from __future__ import annotations
+
+from flask import request
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from console.delivery.report import delivery_counts
+from console.delivery.routes import bp
+from console.extensions import db
+from console.models import Cycle, Delivery
+from console.models.delivery import DELIVERY_STATUSES
+from console.web.htmx import render_page_or_fragment
+from console.web.labels import LABELS
+from console.web.nav import add_admin_link
+
+LABELS.setdefault("delivery_status", {}).update(
+    {
+        "queued": _l("Waiting to be sent"),
+        "sent": _l("Sent, awaiting confirmation"),
+        "confirmed": _l("Confirmed"),
+        "failed": _l("Failed"),
+        "cancelled": _l("Cancelled"),
+    }
+)
+LABELS.setdefault("confirmed_by", {}).update(
+    {
+        "delivered": _l("Delivery report"),
+        "relayed": _l("Relayed (no further report)"),
+        "expanded": _l("Mailing list (expanded)"),
+        "portal_open": _l("Opened on the web page"),
+        "post": _l("Post"),
+    }
+)
+
+add_admin_link("delivery.deliveries", _l("E-mail deliveries"), order=59)
+
+PAGE_SIZE = 50
+
+
+@bp.get("/deliveries")
+def deliveries():
+    status = request.args.get("status", "failed")
+    status = status if status in DELIVERY_STATUSES else "failed"
+    try:
+        page = max(1, int(request.args.get("page", "1")))
+    except ValueError:
+        page = 1
+    session = db()
+    cycles = session.scalars(select(Cycle).where(Cycle.status == "published").order_by(Cycle.period.desc()).limit(6)).all()
+    figures = [(cycle, delivery_counts(session, cycle.id)) for cycle in cycles]
+    where = (Delivery.channel == "email", Delivery.status == status)
+    total = session.scalar(select(func.count(Delivery.id)).where(*where))
+    rows = session.scalars(
+        select(Delivery)
+        .where(*where)
+        .options(selectinload(Delivery.attempts))
+        .order_by(Delivery.id.desc())
+        .limit(PAGE_SIZE)
+        .offset((page - 1) * PAGE_SIZE)
+    ).all()
+    return render_page_or_fragment(
+        "delivery/deliveries.html",
+        "delivery/_deliveries_rows.html",
+        figures=figures,
+        rows=rows,
+        status=status,
+        statuses=DELIVERY_STATUSES,
+        total=total,
+        page_no=page,
+        pages=max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE),
+    )

@@ -1,0 +1,259 @@
+"""The importer registry: every CSV import of every domain, run the same way from the command line
+(`console import NAME FILE [--dry-run]`) and from the admin page (upload → preview → confirm).
+
+A domain registers its importers at import time of one of its modules:
+
+    register_importer("reads", _l("Meter reads"), import_reads)
+
+where `import_reads(session, data, actor, dry_run, settings) -> ImportSummary` parses every row,
+raises `ImportFailed` with every error, and writes only when there is none (and never on a dry run).
+It flushes, never commits: the caller commits (or rolls back on a dry run).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask, abort, current_app, request, url_for
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from sqlalchemy.orm import Session
+
+from console.audit import Actor, record_audit
+from console.csvimport import MAX_FILE_BYTES, ImportFailed, ImportSummary, RowError
+
+ImportFunc = Callable[[Session, bytes, Actor, bool, dict], ImportSummary]
+
+
+@dataclass(frozen=True)
+class Importer:
+    name: str
+    label: Any  # a lazy string: shown on the admin page
+    func: ImportFunc
+
+
+IMPORTERS: dict[str, Importer] = {}
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
+
+
+def register_importer(name: str, label: Any, func: ImportFunc) -> None:
+    """Add (or replace) the importer `name`; it appears in the CLI and on the admin page."""
+    if not _NAME.match(name):
+        raise ValueError(f"importer name {name!r}: lowercase letters, digits and '-'")
+    IMPORTERS[name] = Importer(name, label, func)
+
+
+def importer_settings(app: Flask) -> dict:
+    """The plain configuration values handed to importers (never the engine or session factory)."""
+    return {
+        k: v for k, v in app.config.items()
+        if isinstance(v, str | int | float | bool) and k.isupper() and "SECRET" not in k and "PASSWORD" not in k
+    }
+
+
+def run_import(
+    session: Session, name: str, data: bytes, actor: Actor, dry_run: bool, settings: dict, filename: str = ""
+) -> ImportSummary:
+    """Runs one importer; on success records one audit event (not on a dry run). Never commits."""
+    importer = IMPORTERS.get(name)
+    if importer is None:
+        raise ImportFailed([RowError(0, "import", f"unknown import {name!r}")])
+    summary = importer.func(session, data, actor, dry_run, settings)
+    summary.dry_run = dry_run
+    if not dry_run:
+        record_audit(
+            session, actor, f"import.{name}", "import", filename[:64] or name,
+            after={"file": filename, "created": summary.created, "updated": summary.updated,
+                   "unchanged": summary.unchanged},
+        )
+        session.flush()
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def _make_command(importer: Importer) -> click.Command:
+    from flask.cli import with_appcontext
+
+    @click.command(importer.name, help=f"Import a CSV file of {importer.name} (all rows or none).")
+    @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+    @click.option("--dry-run", is_flag=True, help="Check every row and report; write nothing.")
+    @with_appcontext
+    def command(file: str, dry_run: bool) -> None:
+        from console.extensions import db
+
+        data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+        session = db()
+        started = time.perf_counter()
+        try:
+            summary = run_import(
+                session, importer.name, data, Actor.cli(), dry_run,
+                importer_settings(current_app), filename=Path(file).name,
+            )
+        except ImportFailed as failed:
+            session.rollback()
+            for error in failed.errors:
+                click.echo(str(error), err=True)
+            click.echo(f"{len(failed.errors)} error(s); nothing written", err=True)
+            raise click.exceptions.Exit(1) from None
+        if dry_run:
+            session.rollback()
+        else:
+            session.commit()
+        elapsed = time.perf_counter() - started
+        click.echo(f"{importer.name}: {summary} ({elapsed:.1f} s)")
+
+    return command
+
+
+def add_import_commands(import_group: click.Group) -> None:
+    """One subcommand of `console import` per registered importer, looked up in the registry when the
+    command line runs — so importers registered after this call (billing's) appear too."""
+    if getattr(import_group, "_billpost_registry", False):
+        return
+    commands: dict[str, tuple[Importer, click.Command]] = {}
+    plain_get, plain_list = import_group.get_command, import_group.list_commands
+
+    def get_command(ctx: click.Context, name: str) -> click.Command | None:
+        importer = IMPORTERS.get(name)
+        if importer is None:
+            return plain_get(ctx, name)
+        if name not in commands or commands[name][0] is not importer:
+            commands[name] = (importer, _make_command(importer))
+        return commands[name][1]
+
+    def list_commands(ctx: click.Context) -> list[str]:
+        return sorted(set(plain_list(ctx)) | set(IMPORTERS))
+
+    import_group.get_command = get_command  # type: ignore[method-assign]
+    import_group.list_commands = list_commands  # type: ignore[method-assign]
+    import_group._billpost_registry = True  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------------------------
+# Admin page: upload → preview (a dry run: errors or the summary) → confirm (the real run).
+# The upload waits under instance/imports/, keyed by a random id, never in the cookie.
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
+KEEP_UPLOADS_SECONDS = 24 * 3600
+
+
+def _upload_dir() -> Path:
+    folder = Path(current_app.config["INSTANCE_PATH"]) / "imports"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _sweep_old_uploads(folder: Path) -> None:
+    cutoff = time.time() - KEEP_UPLOADS_SECONDS
+    for path in folder.glob("*"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def save_upload(name: str, filename: str, data: bytes, user_id: int) -> str:
+    folder = _upload_dir()
+    _sweep_old_uploads(folder)
+    token = secrets.token_urlsafe(24)
+    (folder / f"{token}.csv").write_bytes(data)
+    meta = {"name": name, "filename": filename, "user_id": user_id, "size": len(data)}
+    (folder / f"{token}.json").write_text(json.dumps(meta))
+    return token
+
+
+def load_upload(token: str, user_id: int) -> tuple[dict, bytes]:
+    if not _TOKEN.match(token):
+        abort(404)
+    folder = _upload_dir()
+    try:
+        meta = json.loads((folder / f"{token}.json").read_text())
+        data = (folder / f"{token}.csv").read_bytes()
+    except FileNotFoundError:
+        abort(404)
+    if meta.get("user_id") != user_id:
+        abort(404)
+    return meta, data
+
+
+def drop_upload(token: str) -> None:
+    folder = _upload_dir()
+    for suffix in (".csv", ".json"):
+        (folder / f"{token}{suffix}").unlink(missing_ok=True)
+
+
+def _register_admin_routes() -> None:
+    from console.extensions import db
+    from console.staff.routes import admin_bp
+    from console.web.htmx import render_page_or_fragment
+    from console.web.nav import add_admin_link
+
+    add_admin_link("admin.imports", _l("CSV imports"), order=20)
+
+    def _importers() -> list[Importer]:
+        return sorted(IMPORTERS.values(), key=lambda i: i.name)
+
+    def _page(status: int = 200, **context: Any):  # noqa: ANN202
+        context.setdefault("importers", _importers())
+        context.setdefault("selected", request.values.get("name", ""))
+        return render_page_or_fragment("imports/page.html", "imports/_result.html", **context), status
+
+    @admin_bp.route("/imports")
+    def imports():
+        return _page()
+
+    @admin_bp.route("/imports", methods=["POST"])
+    def import_upload():
+        name = request.form.get("name", "")
+        upload = request.files.get("file")
+        if name not in IMPORTERS:
+            return _page(422, form_error=_l("Choose what to import."))
+        if upload is None or not upload.filename:
+            return _page(422, form_error=_l("Choose a CSV file."))
+        data = upload.read(MAX_FILE_BYTES + 1)
+        actor = Actor.of_user(current_user, request.remote_addr)
+        session = db()
+        try:
+            summary = run_import(session, name, data, actor, True, importer_settings(current_app), upload.filename)
+        except ImportFailed as failed:
+            session.rollback()
+            return _page(422, importer=IMPORTERS[name], filename=upload.filename, errors=failed.errors)
+        session.rollback()
+        token = save_upload(name, upload.filename, data, current_user.id)
+        return _page(
+            importer=IMPORTERS[name], filename=upload.filename, summary=summary,
+            confirm_url=url_for("admin.import_confirm", token=token),
+        )
+
+    @admin_bp.route("/imports/<token>/confirm", methods=["POST"])
+    def import_confirm(token: str):
+        meta, data = load_upload(token, current_user.id)
+        name = meta["name"]
+        if name not in IMPORTERS:
+            abort(404)
+        actor = Actor.of_user(current_user, request.remote_addr)
+        session = db()
+        try:
+            summary = run_import(session, name, data, actor, False, importer_settings(current_app), meta["filename"])
+        except ImportFailed as failed:  # the database changed since the preview
+            session.rollback()
+            return _page(422, importer=IMPORTERS[name], filename=meta["filename"], errors=failed.errors)
+        session.commit()
+        drop_upload(token)
+        return _page(importer=IMPORTERS[name], filename=meta["filename"], summary=summary, done=True)
+
+
+_register_admin_routes()

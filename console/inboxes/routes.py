@@ -1,0 +1,331 @@
+"""The role inboxes, the work-item page with its actions, the clerk's exceptions and the cycle dashboard.
+
+One blueprint per audience, each guarded once (console.web.auth.guard_blueprint); within the
+work-item blueprint, what a user may see is decided by services.visible_clause (404 otherwise).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import get_timezone
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from sqlalchemy.exc import OperationalError
+
+from console.audit import Actor, log_security_event, record_audit
+from console.extensions import db
+from console.inboxes import dashboard, services
+from console.inboxes.labels import inbox_label
+from console.models import Cycle
+from console.web.auth import guard_blueprint
+from console.web.htmx import is_fragment_request, render_page_or_fragment
+from console.web.nav import add_nav_link
+
+rep_bp = guard_blueprint(Blueprint("inbox_rep", __name__, url_prefix="/inbox/rep"), roles=["phone_rep", "admin"])
+am_bp = guard_blueprint(Blueprint("inbox_am", __name__, url_prefix="/inbox/accounts"), roles=["account_manager"])
+items_bp = guard_blueprint(
+    Blueprint("work_items", __name__, url_prefix="/work-items"), roles=["phone_rep", "account_manager", "admin"]
+)
+clerk_bp = guard_blueprint(Blueprint("inbox_clerk", __name__, url_prefix="/inbox/clerk"), roles=["clerk", "admin"])
+admin_bp = guard_blueprint(Blueprint("inbox_admin", __name__, url_prefix="/inbox/admin"), roles=["admin"])
+
+BLUEPRINTS = (rep_bp, am_bp, items_bp, clerk_bp, admin_bp)
+
+add_nav_link("inbox_rep.index", _l("Work items"), ["phone_rep"], order=10)
+add_nav_link("inbox_am.index", _l("My accounts"), ["account_manager"], order=10)
+add_nav_link("inbox_clerk.index", _l("Cycle exceptions"), ["clerk"], order=10)
+add_nav_link("inbox_admin.index", _l("Cycle dashboard"), ["admin"], order=10)
+
+POLL_SECONDS = 5
+
+
+def _viewer() -> services.Viewer:
+    return services.Viewer.of(current_user)
+
+
+def _actor() -> Actor:
+    return Actor.of_user(current_user, request.remote_addr)
+
+
+def endpoint_url(endpoint: str, **values: Any) -> str | None:
+    """A link to another domain's page when that page exists (domains are built independently)."""
+    if endpoint not in current_app.view_functions:
+        return None
+    try:
+        return url_for(endpoint, **values)
+    except Exception:  # noqa: BLE001 - a page with other parameters than we guess: no link
+        return None
+
+
+def _when(value: Any) -> str:
+    """A time in the display time zone, `2026-11-27 09:30` (babel's formatter costs ~0.2 ms a call;
+    the queue shows 50 a page, refreshed every few seconds)."""
+    if not value:
+        return ""
+    zone = g.get("_inbox_tz")
+    if zone is None:
+        zone = g._inbox_tz = get_timezone()
+    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+rep_bp.app_template_global("inbox_label")(inbox_label)
+rep_bp.app_template_global("endpoint_url")(endpoint_url)
+rep_bp.app_template_filter("inbox_when")(_when)
+
+
+# ---- the queues ----------------------------------------------------------------------------------
+
+
+def _queue_view(queue: str, endpoint: str, page: str, **extra: Any) -> str:
+    query = services.InboxQuery.from_args(queue, request.args)
+    session = db()
+    result = services.list_items(session, _viewer(), query)
+    counts = services.counts(session, _viewer(), queue)
+    return render_page_or_fragment(
+        page, "inboxes/_queue.html", inbox=result, counts=counts, endpoint=endpoint, reasons=services.REASONS,
+        poll_seconds=POLL_SECONDS, **extra,
+    )
+
+
+@rep_bp.route("/")
+def index():
+    return _queue_view("phone_rep", "inbox_rep.index", "inboxes/rep.html")
+
+
+@am_bp.route("/")
+def index():  # noqa: F811 - one `index` per blueprint
+    accounts = services.managed_accounts(db(), current_user.id) if not is_fragment_request() else []
+    return _queue_view("account_manager", "inbox_am.index", "inboxes/accounts.html", accounts=accounts)
+
+
+# ---- one work item -------------------------------------------------------------------------------
+
+
+def _item_context(item_id: int) -> dict:
+    try:
+        return services.item_view(db(), _viewer(), item_id)
+    except services.NotFound:
+        abort(404)
+
+
+@items_bp.route("/<int:item_id>")
+def show(item_id: int):
+    context = _item_context(item_id)
+    return render_page_or_fragment("inboxes/item.html", "inboxes/_item.html", **context)
+
+
+def _act(item_id: int, action, success: str | None = None):  # noqa: ANN001, ANN202
+    """Runs one service; on success commits and shows the item again, on refusal shows why (422)."""
+    session = db()
+    try:
+        try:
+            outcome = action(session)
+        except OperationalError as exc:
+            # SQLite: a writer committed since this request's first read (SQLITE_BUSY); try once more
+            # on a fresh transaction. PostgreSQL serializes the conditional UPDATEs by itself.
+            if "locked" not in str(exc):
+                raise
+            session.rollback()
+            outcome = action(session)
+    except services.NotFound:
+        session.rollback()
+        abort(404)
+    except services.InboxError as exc:
+        session.rollback()
+        message = str(exc)
+        # 422, not 409, for "someone else has it" too: base.html lets htmx swap 422 only, and the
+        # person must see why nothing happened.
+        status = 422
+        if not is_fragment_request():
+            flash(message, "error")
+            return redirect(url_for("work_items.show", item_id=item_id)), 303
+        context = _item_context(item_id)
+        return render_template("inboxes/_item.html", error=message, **context), status
+    session.commit()
+    notice = success(outcome) if callable(success) else success
+    try:
+        context = services.item_view(db(), _viewer(), item_id)
+    except services.NotFound:  # handed to someone this user may not see: back to the inbox
+        if notice:
+            flash(notice)
+        if is_fragment_request():
+            response = current_app.make_response(("", 204))
+            response.headers["HX-Redirect"] = url_for("home.index")
+            return response
+        return redirect(url_for("home.index")), 303
+    if not is_fragment_request():
+        if notice:
+            flash(notice)
+        return redirect(url_for("work_items.show", item_id=item_id)), 303
+    response = current_app.make_response(render_template("inboxes/_item.html", notice=notice, **context))
+    response.headers["HX-Trigger"] = "inbox-changed"
+    return response
+
+
+@items_bp.route("/<int:item_id>/claim", methods=["POST"])
+def claim(item_id: int):
+    return _act(item_id, lambda s: services.claim(s, _viewer(), item_id, _actor()), _("You are working on this item."))
+
+
+@items_bp.route("/<int:item_id>/release", methods=["POST"])
+def release(item_id: int):
+    return _act(item_id, lambda s: services.release(s, _viewer(), item_id, _actor()), _("The item is back in the queue."))
+
+
+@items_bp.route("/<int:item_id>/call", methods=["POST"])
+def call(item_id: int):
+    return _act(
+        item_id,
+        lambda s: services.record_call(
+            s, _viewer(), item_id, request.form.get("outcome", ""), request.form.get("note", ""), _actor()
+        ),
+        _("The call is in the contact history."),
+    )
+
+
+@items_bp.route("/<int:item_id>/email", methods=["POST"])
+def correct_email(item_id: int):
+    def action(session):  # noqa: ANN001, ANN202
+        delivery = services.correct_email(session, _viewer(), item_id, request.form.get("email", ""), _actor())
+        return delivery
+
+    def done(delivery) -> str:  # noqa: ANN001
+        from console.inboxes.followup import enqueue_send
+
+        log_security_event("contact_changed", current_user, f"work_item={item_id} delivery={delivery.id}")
+        if enqueue_send(db(), [delivery.id], app=current_app._get_current_object()):
+            return _("Address corrected; the bill is being sent again to %(address)s.", address=delivery.address)
+        return _("Address corrected; the bill is queued to be sent again to %(address)s.", address=delivery.address)
+
+    return _act(item_id, action, done)
+
+
+@items_bp.route("/<int:item_id>/paper", methods=["POST"])
+def switch_to_paper(item_id: int):
+    return _act(
+        item_id,
+        lambda s: services.switch_to_paper(
+            s, _viewer(), item_id, _actor(), current_app.config.get("PAPER_KEY_ACCOUNTS_ONLY", True)
+        ),
+        _("The customer now gets paper bills; this bill is queued for printing."),
+    )
+
+
+@items_bp.route("/<int:item_id>/reassign", methods=["POST"])
+def reassign(item_id: int):
+    return _act(
+        item_id,
+        lambda s: services.reassign(s, _viewer(), item_id, request.form.get("target", ""), _actor()),
+        _("The item has been reassigned."),
+    )
+
+
+@items_bp.route("/<int:item_id>/close", methods=["POST"])
+def close(item_id: int):
+    return _act(
+        item_id,
+        lambda s: services.close(s, _viewer(), item_id, request.form.get("reason", ""), _actor()),
+        _("The item is closed."),
+    )
+
+
+# ---- the clerk's exceptions ----------------------------------------------------------------------
+
+
+@clerk_bp.route("/")
+def index():  # noqa: F811
+    session = db()
+    cycle = dashboard.latest_cycle(session)
+    total, bills = dashboard.no_usable_recipient(session, cycle.id) if cycle else (0, [])
+    return render_page_or_fragment(
+        "inboxes/clerk.html", "inboxes/_clerk.html", cycle=cycle, unusable_total=total, unusable=bills,
+        paper=dashboard.paper_queue(session), poll_seconds=POLL_SECONDS * 2,
+    )
+
+
+# ---- the admin's cycle dashboard -----------------------------------------------------------------
+
+
+def _failed_jobs() -> tuple[list[dict], bool]:
+    from console.queues import get_redis
+
+    try:
+        return dashboard.failed_jobs(get_redis()), True
+    except Exception:  # noqa: BLE001 - Redis down: the dashboard still shows the database's view
+        return [], False
+
+
+@admin_bp.route("/")
+def index():  # noqa: F811
+    session = db()
+    jobs, queues_ok = _failed_jobs()
+    return render_template(
+        "inboxes/admin.html", cards=dashboard.cycles_overview(session), jobs=jobs, queues_ok=queues_ok,
+        poll_seconds=POLL_SECONDS,
+    )
+
+
+@admin_bp.route("/cycles/<int:cycle_id>")
+def cycle_card(cycle_id: int):
+    session = db()
+    cycle = session.get(Cycle, cycle_id) or abort(404)
+    card = dashboard.cycle_card(session, cycle)
+    return render_template("inboxes/_cycle.html", card=card, poll_seconds=POLL_SECONDS)
+
+
+@admin_bp.route("/cycles/<int:cycle_id>/retry", methods=["POST"])
+def retry_cycle(cycle_id: int):
+    session = db()
+    cycle = session.get(Cycle, cycle_id) or abort(404)
+    try:
+        chunks = dashboard.retry_failed_chunks(session, cycle, _actor(), current_app.config["CYCLE_CHUNK_SIZE"])
+    except LookupError:
+        abort(404)
+    except ValueError as exc:  # billing refuses (e.g. the cycle is published)
+        session.rollback()
+        return render_template("inboxes/_cycle.html", card=dashboard.cycle_card(session, cycle),
+                               poll_seconds=POLL_SECONDS, error=str(exc)), 422
+    session.commit()
+    from console.billing.queueing import enqueue_chunks
+
+    enqueue_chunks(current_app._get_current_object(), cycle, chunks)
+    if not is_fragment_request():
+        flash(_("The failed chunks are queued again."))
+        return redirect(url_for("inbox_admin.index")), 303
+    return render_template("inboxes/_cycle.html", card=dashboard.cycle_card(session, cycle), poll_seconds=POLL_SECONDS)
+
+
+@admin_bp.route("/jobs")
+def jobs():
+    jobs, queues_ok = _failed_jobs()
+    return render_template("inboxes/_jobs.html", jobs=jobs, queues_ok=queues_ok, poll_seconds=POLL_SECONDS)
+
+
+@admin_bp.route("/jobs/<queue>/<job_id>/retry", methods=["POST"])
+def retry_job(queue: str, job_id: str):
+    from console.queues import get_redis
+
+    try:
+        dashboard.retry_failed_job(get_redis(), queue, job_id)
+    except LookupError:
+        abort(404)
+    record_audit(db(), _actor(), "job.retry", "rq_job", f"{queue}/{job_id}")
+    db().commit()
+    log_security_event("job_retried", current_user, f"{queue}/{job_id}")
+    if is_fragment_request():
+        return jobs()
+    flash(_("The job is queued again."))
+    return redirect(url_for("inbox_admin.index")), 303

@@ -1,0 +1,575 @@
+"""Work items: who sees which, the inbox queries (keyset pages), and the follow-up actions.
+
+Services take a Session, plain values and an Actor; they flush, never commit. Visibility:
+- phone reps: items assigned to the phone_rep role;
+- account managers: items assigned to the account_manager role whose customer they manage;
+- admins: every item.
+Anything else is "not found" (404), so ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import and_, false, func, or_, select, true, update
+from sqlalchemy.orm import Session, aliased, selectinload
+
+from console.audit import Actor, record_audit, record_contact
+from console.csvimport import parse_email
+from console.db import utcnow
+from console.models import (
+    AuditEvent,
+    Bill,
+    ContactRecord,
+    Customer,
+    Cycle,
+    Delivery,
+    Recipient,
+    User,
+    UserRole,
+    WorkItem,
+)
+from console.paper.rules import paper_allowed
+
+CALL_OUTCOMES = ("reached", "no_answer", "wrong_number")
+STATUS_FILTERS = ("open", "mine", "claimed", "closed")
+ORDERS = ("oldest", "newest")
+PAGE_SIZE = 50
+
+
+class InboxError(ValueError):
+    """A refused action; the message is shown to the user (translated in the route)."""
+
+
+class NotFound(LookupError):
+    pass
+
+
+class ItemTaken(InboxError):
+    pass
+
+
+@dataclass(frozen=True)
+class Viewer:
+    user_id: int
+    roles: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def of(cls, user: Any) -> Viewer:
+        return cls(user.id, frozenset(user.roles))
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+
+def mask_id_number(value: str | None) -> str:
+    try:
+        from console.customers.services import mask_id_number as shared
+    except ImportError:
+        shared = None
+    if shared is not None:
+        return shared(value)
+    if not value:
+        return ""
+    if len(value) <= 8:
+        return "*" * len(value)
+    return value[:6] + "*" * (len(value) - 10) + value[-4:]
+
+
+# ---- visibility ---------------------------------------------------------------------------------
+
+
+def _managed_customers(user_id: int):  # noqa: ANN202
+    return select(Customer.id).where(Customer.account_manager_id == user_id)
+
+
+def visible_clause(viewer: Viewer, queue: str | None = None):  # noqa: ANN201
+    """The work items `viewer` may see; `queue` narrows to one role's queue."""
+    parts = []
+    if queue in (None, "phone_rep") and ("phone_rep" in viewer.roles or viewer.is_admin):
+        parts.append(WorkItem.assigned_role == "phone_rep")
+    if queue in (None, "account_manager"):
+        if viewer.is_admin and queue is None:
+            parts.append(WorkItem.assigned_role == "account_manager")
+        elif "account_manager" in viewer.roles:
+            parts.append(
+                and_(
+                    WorkItem.assigned_role == "account_manager",
+                    WorkItem.customer_id.in_(_managed_customers(viewer.user_id)),
+                )
+            )
+    if viewer.is_admin and queue is None:
+        return true()
+    return or_(*parts) if parts else false()
+
+
+def get_item(session: Session, viewer: Viewer, item_id: int, for_update: bool = False) -> WorkItem:
+    query = select(WorkItem).where(WorkItem.id == item_id, visible_clause(viewer))
+    if for_update:
+        query = query.execution_options(populate_existing=True)
+    item = session.scalar(query)
+    if item is None:
+        raise NotFound(item_id)
+    return item
+
+
+# ---- inbox lists ---------------------------------------------------------------------------------
+
+
+@dataclass
+class InboxQuery:
+    queue: str  # phone_rep | account_manager
+    status: str = "open"
+    reason: str | None = None
+    account_no: str | None = None
+    order: str = "oldest"
+    after: str | None = None  # keyset cursor "<iso time>|<id>"
+    before: str | None = None
+    limit: int = PAGE_SIZE
+
+    @classmethod
+    def from_args(cls, queue: str, args: Any) -> InboxQuery:
+        status = args.get("status", "open")
+        order = args.get("order", "oldest")
+        return cls(
+            queue=queue,
+            status=status if status in STATUS_FILTERS else "open",
+            reason=(args.get("reason") or None),
+            account_no=(args.get("account_no") or "").strip() or None,
+            order=order if order in ORDERS else "oldest",
+            after=args.get("after") or None,
+            before=args.get("before") or None,
+        )
+
+    def args(self, **overrides: Any) -> dict:
+        values = {"status": self.status, "reason": self.reason, "account_no": self.account_no, "order": self.order}
+        values.update(overrides)
+        return {k: v for k, v in values.items() if v}
+
+
+@dataclass
+class InboxPage:
+    rows: list[dict]
+    next_cursor: str | None
+    prev_cursor: str | None
+    query: InboxQuery
+
+
+def encode_cursor(created_at: datetime, item_id: int) -> str:
+    return f"{created_at.isoformat()}|{item_id}"
+
+
+def decode_cursor(cursor: str | None) -> tuple[datetime, int] | None:
+    if not cursor:
+        return None
+    stamp, _, ident = cursor.rpartition("|")
+    try:
+        moment = datetime.fromisoformat(stamp)
+        if moment.tzinfo is None:
+            return None
+        return moment, int(ident)
+    except ValueError:
+        return None
+
+
+def _status_clause(query: InboxQuery, viewer: Viewer):  # noqa: ANN202
+    if query.status == "mine":
+        return and_(WorkItem.status == "claimed", WorkItem.claimed_by_id == viewer.user_id)
+    return WorkItem.status == query.status
+
+
+def list_items(session: Session, viewer: Viewer, query: InboxQuery) -> InboxPage:
+    """One keyset page on (created_at, id): the same cost on page 1 and page 2,000."""
+    claimer = aliased(User)
+    stmt = (
+        select(
+            WorkItem.id, WorkItem.created_at, WorkItem.reason, WorkItem.status, WorkItem.summary,
+            WorkItem.claimed_by_id, claimer.display_name.label("claimed_by"),
+            Customer.id.label("customer_id"), Customer.account_no, Customer.name, Customer.phone,
+            Customer.key_account, Bill.bill_no,
+        )
+        .join(Customer, Customer.id == WorkItem.customer_id)
+        .join(Bill, Bill.id == WorkItem.bill_id)
+        .outerjoin(claimer, claimer.id == WorkItem.claimed_by_id)
+        .where(visible_clause(viewer, query.queue), WorkItem.assigned_role == query.queue, _status_clause(query, viewer))
+    )
+    if query.reason:
+        stmt = stmt.where(WorkItem.reason == query.reason)
+    if query.account_no:
+        stmt = stmt.where(Customer.account_no == query.account_no)
+    ascending = query.order == "oldest"
+    backwards = False
+    cursor = decode_cursor(query.after)
+    if cursor is None and query.before:
+        cursor = decode_cursor(query.before)
+        backwards = cursor is not None
+    forward = ascending != backwards  # direction we scan the index in
+    if cursor is not None:
+        moment, ident = cursor
+        if forward:
+            stmt = stmt.where(
+                WorkItem.created_at >= moment, or_(WorkItem.created_at > moment, WorkItem.id > ident)
+            )
+        else:
+            stmt = stmt.where(
+                WorkItem.created_at <= moment, or_(WorkItem.created_at < moment, WorkItem.id < ident)
+            )
+    if forward:
+        stmt = stmt.order_by(WorkItem.created_at.asc(), WorkItem.id.asc())
+    else:
+        stmt = stmt.order_by(WorkItem.created_at.desc(), WorkItem.id.desc())
+    rows = [dict(r._mapping) for r in session.execute(stmt.limit(query.limit + 1))]
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    if backwards:
+        rows.reverse()
+    next_cursor = prev_cursor = None
+    if rows:
+        first, last = rows[0], rows[-1]
+        if more or backwards:
+            next_cursor = encode_cursor(last["created_at"], last["id"])
+        if cursor is not None and (more or not backwards):
+            prev_cursor = encode_cursor(first["created_at"], first["id"])
+    return InboxPage(rows, next_cursor, prev_cursor, query)
+
+
+COUNT_CAP = 10_000
+
+
+def _capped_count(session: Session, *where) -> int:  # noqa: ANN002
+    """Counts up to COUNT_CAP (shown as "10000+"): constant cost however long the queue grows."""
+    limited = select(WorkItem.id).where(*where).limit(COUNT_CAP).subquery()
+    return session.scalar(select(func.count()).select_from(limited))
+
+
+def counts(session: Session, viewer: Viewer, queue: str) -> dict[str, int]:
+    """Open and claimed items of the queue, and those claimed by the viewer (each capped at COUNT_CAP)."""
+    base = (visible_clause(viewer, queue), WorkItem.assigned_role == queue)
+    return {
+        "open": _capped_count(session, *base, WorkItem.status == "open"),
+        "claimed": _capped_count(session, *base, WorkItem.status == "claimed"),
+        "mine": _capped_count(session, *base, WorkItem.status == "claimed", WorkItem.claimed_by_id == viewer.user_id),
+        "cap": COUNT_CAP,
+    }
+
+
+REASONS = ("email_failed", "email_unconfirmed", "post_returned")
+
+
+def managed_accounts(session: Session, user_id: int) -> list[dict]:
+    """The account manager's key accounts with their collective settings and open item counts."""
+    open_items = (
+        select(WorkItem.customer_id, func.count().label("n"))
+        .where(WorkItem.status.in_(("open", "claimed")), WorkItem.assigned_role == "account_manager")
+        .group_by(WorkItem.customer_id)
+        .subquery()
+    )
+    stmt = (
+        select(Customer, func.coalesce(open_items.c.n, 0))
+        .outerjoin(open_items, open_items.c.customer_id == Customer.id)
+        .where(Customer.account_manager_id == user_id)
+        .order_by(Customer.name)
+    )
+    return [
+        {
+            "id": c.id, "account_no": c.account_no, "name": c.name, "key_account": c.key_account,
+            "collective_billing": c.collective_billing, "collective_billing_since": c.collective_billing_since,
+            "channels": c.channels, "attaches_pdf": c.attaches_pdf, "phone": c.phone, "email": c.email,
+            "open_items": n,
+        }
+        for c, n in session.execute(stmt)
+    ]
+
+
+# ---- one item -------------------------------------------------------------------------------------
+
+
+def item_view(session: Session, viewer: Viewer, item_id: int) -> dict:
+    item = get_item(session, viewer, item_id)
+    customer = session.get(Customer, item.customer_id)
+    bill = session.get(Bill, item.bill_id)
+    cycle = session.get(Cycle, bill.cycle_id) if bill else None
+    deliveries = session.scalars(
+        select(Delivery)
+        .where(Delivery.bill_id == item.bill_id)
+        .options(selectinload(Delivery.attempts))
+        .order_by(Delivery.created_at, Delivery.id)
+    ).all()
+    recipients = session.scalars(
+        select(Recipient).where(Recipient.customer_id == customer.id).order_by(Recipient.id)
+    ).all()
+    contacts = session.execute(
+        select(ContactRecord, User.display_name)
+        .outerjoin(User, User.id == ContactRecord.actor_id)
+        .where(ContactRecord.customer_id == customer.id)
+        .order_by(ContactRecord.occurred_at.desc(), ContactRecord.id.desc())
+        .limit(30)
+    ).all()
+    history = session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.entity_type == "work_item", AuditEvent.entity_id == str(item.id))
+        .order_by(AuditEvent.occurred_at, AuditEvent.id)
+    ).all()
+    names = dict(
+        session.execute(
+            select(User.id, User.display_name).where(
+                User.id.in_([i for i in (item.claimed_by_id, item.assigned_user_id, customer.account_manager_id) if i])
+            )
+        ).all()
+    )
+    return {
+        "item": item,
+        "customer": customer,
+        "id_number_masked": mask_id_number(customer.id_number),
+        "bill": bill,
+        "cycle": cycle,
+        "deliveries": deliveries,
+        "failed_delivery": session.get(Delivery, item.delivery_id),
+        "recipients": recipients,
+        "contacts": contacts,
+        "history": history,
+        "names": names,
+        "reassign_targets": reassign_targets(session, item, customer),
+        "claimed_by_me": item.status == "claimed" and item.claimed_by_id == viewer.user_id,
+    }
+
+
+def reassign_targets(session: Session, item: WorkItem, customer: Customer) -> list[dict]:
+    """Any phone rep (or the phone-rep queue), or the customer's own account manager."""
+    targets = [{"value": "phone_rep", "kind": "queue", "name": None}]
+    reps = session.execute(
+        select(User.id, User.display_name)
+        .join(UserRole, UserRole.user_id == User.id)
+        .where(UserRole.role == "phone_rep", User.active.is_(True))
+        .order_by(User.display_name)
+        .limit(200)
+    ).all()
+    targets += [{"value": f"user:{uid}", "kind": "phone_rep", "name": name} for uid, name in reps]
+    if customer.account_manager_id:
+        manager = session.get(User, customer.account_manager_id)
+        if manager is not None and manager.active:
+            targets.append({"value": f"user:{manager.id}", "kind": "account_manager", "name": manager.display_name})
+    return targets
+
+
+# ---- actions ------------------------------------------------------------------------------------
+
+
+def claim(session: Session, viewer: Viewer, item_id: int, actor: Actor) -> WorkItem:
+    """Conditional UPDATE: of two people claiming one item at once, exactly one wins."""
+    result = session.execute(
+        update(WorkItem)
+        .where(WorkItem.id == item_id, WorkItem.status == "open", visible_clause(viewer))
+        .values(status="claimed", claimed_by_id=viewer.user_id)
+        .execution_options(synchronize_session=False)
+    )
+    item = get_item(session, viewer, item_id, for_update=True)
+    if result.rowcount != 1:
+        if item.status == "claimed" and item.claimed_by_id == viewer.user_id:
+            return item
+        if item.status == "closed":
+            raise InboxError(_l("This work item is already closed."))
+        raise ItemTaken(_l("Someone else is already working on this item."))
+    record_audit(session, actor, "work_item.claim", "work_item", item.id, before={"status": "open"},
+                 after={"status": "claimed", "claimed_by_id": viewer.user_id})
+    return item
+
+
+def release(session: Session, viewer: Viewer, item_id: int, actor: Actor) -> WorkItem:
+    get_item(session, viewer, item_id)
+    result = session.execute(
+        update(WorkItem)
+        .where(WorkItem.id == item_id, WorkItem.status == "claimed", WorkItem.claimed_by_id == viewer.user_id)
+        .values(status="open", claimed_by_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    item = get_item(session, viewer, item_id, for_update=True)
+    if result.rowcount == 1:
+        record_audit(session, actor, "work_item.release", "work_item", item.id, before={"status": "claimed"},
+                     after={"status": "open"})
+    return item
+
+
+def _take(session: Session, viewer: Viewer, item_id: int, actor: Actor) -> WorkItem:
+    """The item, claimed by the viewer (claiming it now if it is open); refused if another has it."""
+    item = get_item(session, viewer, item_id, for_update=True)
+    if item.status == "closed":
+        raise InboxError(_l("This work item is already closed."))
+    if item.status == "claimed" and item.claimed_by_id != viewer.user_id:
+        raise ItemTaken(_l("Someone else is already working on this item."))
+    if item.status == "open":
+        item = claim(session, viewer, item_id, actor)
+    return item
+
+
+def _close(session: Session, item: WorkItem, reason: str, actor: Actor, extra: dict | None = None) -> None:
+    before = {"status": item.status}
+    item.status = "closed"
+    item.closed_at = utcnow()
+    item.close_reason = reason
+    session.flush()
+    record_audit(session, actor, "work_item.close", "work_item", item.id, before=before,
+                 after={"status": "closed", "close_reason": reason} | (extra or {}))
+
+
+def record_call(session: Session, viewer: Viewer, item_id: int, outcome: str, note: str, actor: Actor) -> ContactRecord:
+    if outcome not in CALL_OUTCOMES:
+        raise InboxError(_l("Choose the outcome of the call."))
+    note = (note or "").strip()
+    if len(note) > 2000:
+        raise InboxError(_l("The note is too long (2,000 characters at most)."))
+    item = _take(session, viewer, item_id, actor)
+    record = record_contact(
+        session, item.customer_id, "phone", f"call: {outcome}" + (f" — {note}" if note else ""), actor,
+        bill_id=item.bill_id, details={"outcome": outcome, "note": note, "work_item_id": item.id},
+    )
+    session.flush()
+    record_audit(session, actor, "work_item.call", "work_item", item.id, after={"outcome": outcome, "note": note,
+                                                                                 "contact_record_id": record.id})
+    return record
+
+
+def _parse_address(raw: str) -> str:
+    """The delivery domain's strict parser (the one the sender trusts) when present, else the shared one."""
+    try:
+        from console.delivery.message import parse_address
+    except ImportError:
+        return parse_email(raw)
+    if not raw:
+        raise ValueError("empty")
+    return parse_address(raw)
+
+
+def correct_email(
+    session: Session, viewer: Viewer, item_id: int, new_email: str, actor: Actor
+) -> Delivery:
+    """Corrects the address the failed delivery went to (the holder's or a recipient's), closes the
+    item and queues the bill again to the new address. Returns the new delivery (send it after commit)."""
+    from console.inboxes.followup import ResendRefused, correct_address_and_resend
+
+    try:
+        address = _parse_address((new_email or "").strip())
+    except ValueError:
+        raise InboxError(_l("That is not a valid e-mail address.")) from None
+    item = _take(session, viewer, item_id, actor)
+    delivery = session.get(Delivery, item.delivery_id)
+    if delivery is None or delivery.channel != "email":
+        raise InboxError(_l("Only an e-mail delivery can be sent to a corrected address."))
+    customer = session.get(Customer, item.customer_id)
+    if delivery.recipient_id is not None:
+        recipient = session.get(Recipient, delivery.recipient_id)
+        clash = session.scalar(
+            select(Recipient.id).where(
+                Recipient.customer_id == customer.id, Recipient.channel == "email", Recipient.address == address,
+                Recipient.id != recipient.id,
+            )
+        )
+        if clash:
+            raise InboxError(_l("Another recipient of this customer already has that address."))
+        before = {"address": recipient.address}
+        recipient.address = address
+        record_audit(session, actor, "recipient.address", "recipient", recipient.id, before=before,
+                     after={"address": address, "work_item_id": item.id})
+        name = recipient.name
+    else:
+        before = {"email": customer.email}
+        customer.email = address
+        record_audit(session, actor, "customer.email", "customer", customer.id, before=before,
+                     after={"email": address, "work_item_id": item.id})
+        name = None
+    try:
+        new = correct_address_and_resend(session, delivery, address, actor, recipient_name=name)
+    except ResendRefused as exc:
+        raise InboxError(str(exc)) from None
+    _close(session, item, "address_corrected", actor, {"new_delivery_id": new.id, "address": address})
+    return new
+
+
+def _paper_targets(customer: Customer, key_accounts_only: bool) -> list[tuple[int | None, str, str, int]]:
+    """The delivery domain's paper targets (holder and paper recipients), or the holder alone."""
+    try:
+        from console.delivery.publish import paper_targets
+    except ImportError:
+        address = " ".join(p for p in (customer.postal_address, customer.postal_code) if p)
+        return [(None, address, customer.name, 1)]
+    return paper_targets(customer, key_accounts_only)
+
+
+def switch_to_paper(
+    session: Session, viewer: Viewer, item_id: int, actor: Actor, key_accounts_only: bool = True
+) -> WorkItem:
+    from console.paper.rules import PAPER_REFUSED
+
+    item = _take(session, viewer, item_id, actor)
+    customer = session.get(Customer, item.customer_id)
+    if not paper_allowed(customer, key_accounts_only):
+        raise InboxError(str(PAPER_REFUSED))
+    if not customer.postal_address:
+        raise InboxError(_l("The customer has no postal address; correct the customer file first."))
+    before = {"channels": customer.channels}
+    customer.channel_paper = True
+    customer.channel_email = False
+    customer.wants_ebill = customer.channel_portal
+    record_audit(session, actor, "customer.channels", "customer", customer.id, before=before,
+                 after={"channels": customer.channels, "work_item_id": item.id})
+    # This bill goes on paper too: a queued paper delivery is what the print batches pick up.
+    session.flush()
+    session.refresh(customer, ["recipients"])
+    for recipient_id, address, name, copies in _paper_targets(customer, key_accounts_only):
+        exists = session.scalar(
+            select(Delivery.id).where(
+                Delivery.bill_id == item.bill_id, Delivery.channel == "paper", Delivery.address == address
+            )
+        )
+        if exists is None:
+            session.add(
+                Delivery(
+                    bill_id=item.bill_id, customer_id=customer.id, recipient_id=recipient_id, channel="paper",
+                    address=address, recipient_name=name, copies=copies, status="queued", attempts_made=0,
+                )
+            )
+    session.flush()
+    _close(session, item, "switched_to_paper", actor)
+    return item
+
+
+def reassign(session: Session, viewer: Viewer, item_id: int, target: str, actor: Actor) -> WorkItem:
+    item = get_item(session, viewer, item_id, for_update=True)
+    if item.status == "closed":
+        raise InboxError(_l("This work item is already closed."))
+    if item.status == "claimed" and item.claimed_by_id != viewer.user_id and not viewer.is_admin:
+        raise ItemTaken(_l("Someone else is already working on this item."))
+    customer = session.get(Customer, item.customer_id)
+    allowed = {t["value"]: t for t in reassign_targets(session, item, customer)}
+    chosen = allowed.get(target)
+    if chosen is None:
+        raise InboxError(_l("Choose a phone rep or the customer's account manager."))
+    before = {"assigned_role": item.assigned_role, "assigned_user_id": item.assigned_user_id,
+              "status": item.status, "claimed_by_id": item.claimed_by_id}
+    if chosen["kind"] == "queue":
+        item.assigned_role, item.assigned_user_id = "phone_rep", None
+    else:
+        item.assigned_role = chosen["kind"]
+        item.assigned_user_id = int(target.split(":", 1)[1])
+    item.status = "open"
+    item.claimed_by_id = None
+    session.flush()
+    record_audit(session, actor, "work_item.reassign", "work_item", item.id, before=before,
+                 after={"assigned_role": item.assigned_role, "assigned_user_id": item.assigned_user_id,
+                        "status": "open"})
+    return item
+
+
+def close(session: Session, viewer: Viewer, item_id: int, reason: str, actor: Actor) -> WorkItem:
+    reason = (reason or "").strip()
+    if not reason:
+        raise InboxError(_l("Say why the item is closed."))
+    if len(reason) > 2000:
+        raise InboxError(_l("The note is too long (2,000 characters at most)."))
+    item = _take(session, viewer, item_id, actor)
+    _close(session, item, reason, actor)
+    return item

@@ -1,0 +1,275 @@
+"""Print batches: a cycle's queued paper deliveries gathered in delivery-route order (postal code, then
+address), rendered by parallel jobs on the `pdf` queue, merged into one PDF per batch with a cover sheet.
+
+Re-running is harmless: a delivery belongs to one batch only (unique key on print_items.delivery_id).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flask import current_app, render_template
+from flask_babel import force_locale
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from console.audit import Actor, record_audit
+from console.db import utcnow
+from console.models import Bill, Customer, Cycle, Delivery
+from console.models.paper import PrintBatch, PrintItem
+from console.paper.pdf import bill_pdf, render_pdf_bytes, write_atomically
+from console.paper.rules import paper_allowed, postal_code_of
+
+DEFAULT_BATCH_SIZE = 500
+
+
+def default_batch_size() -> int:
+    """PAPER_BATCH_SIZE from the app config or the environment, else 500."""
+    return int(current_app.config.get("PAPER_BATCH_SIZE") or os.environ.get("PAPER_BATCH_SIZE") or DEFAULT_BATCH_SIZE)
+
+
+class PaperError(Exception):
+    """A request the paper rules refuse; the message is for the clerk (translated)."""
+
+
+@dataclass
+class GatherResult:
+    period: str
+    batch_ids: list[int] = field(default_factory=list)
+    deliveries: int = 0
+    copies: int = 0
+    refused: int = 0  # paper deliveries of customers who may not have paper (PAPER_KEY_ACCOUNTS_ONLY)
+
+
+def cycle_by_period(session: Session, period: str) -> Cycle:
+    cycle = session.scalar(select(Cycle).where(Cycle.period == period))
+    if cycle is None:
+        raise PaperError(_l("No billing cycle for period %(period)s.", period=period))
+    return cycle
+
+
+def gather_batches(
+    session: Session,
+    period: str,
+    actor: Actor,
+    size: int = DEFAULT_BATCH_SIZE,
+    key_accounts_only: bool = True,
+) -> GatherResult:
+    """Put the cycle's queued paper deliveries not yet in a batch into new batches of at most `size`."""
+    if size < 1:
+        raise PaperError(_l("The batch size must be at least 1."))
+    cycle = cycle_by_period(session, period)
+    already = select(PrintItem.id).where(PrintItem.delivery_id == Delivery.id).exists()
+    rows = session.execute(
+        select(Delivery, Customer, Bill.bill_no)
+        .join(Bill, Bill.id == Delivery.bill_id)
+        .join(Customer, Customer.id == Delivery.customer_id)
+        .where(Bill.cycle_id == cycle.id, Delivery.channel == "paper", Delivery.status == "queued", ~already)
+    ).all()
+    result = GatherResult(period=period)
+    wanted = []
+    for delivery, customer, bill_no in rows:
+        if not paper_allowed(customer, key_accounts_only):
+            result.refused += 1
+            continue
+        code = postal_code_of(delivery.address, customer.postal_code)
+        wanted.append((code, delivery.address, bill_no, delivery.id, delivery))
+    wanted.sort(key=lambda row: row[:4])
+    next_no = (session.scalar(select(func.max(PrintBatch.batch_no)).where(PrintBatch.cycle_id == cycle.id)) or 0) + 1
+    for start in range(0, len(wanted), size):
+        chunk = wanted[start : start + size]
+        batch = PrintBatch(
+            cycle_id=cycle.id,
+            batch_no=next_no,
+            status="rendering",
+            bills_count=len(chunk),
+            copies_count=sum(row[4].copies for row in chunk),
+            created_by_id=actor.user_id,
+        )
+        session.add(batch)
+        session.flush()
+        session.add_all(
+            PrintItem(
+                batch_id=batch.id,
+                delivery_id=delivery.id,
+                bill_id=delivery.bill_id,
+                customer_id=delivery.customer_id,
+                position=position,
+                postal_code=code,
+                copies=delivery.copies,
+                status="waiting",
+            )
+            for position, (code, _address, _no, _id, delivery) in enumerate(chunk, start=1)
+        )
+        record_audit(
+            session, actor, "paper.batch_created", "print_batch", batch.id,
+            after={"period": period, "batch_no": next_no, "bills": batch.bills_count, "copies": batch.copies_count},
+        )
+        result.batch_ids.append(batch.id)
+        result.deliveries += batch.bills_count
+        result.copies += batch.copies_count
+        next_no += 1
+    session.flush()
+    return result
+
+
+def unfinished_batch_ids(session: Session, period: str) -> list[int]:
+    cycle = cycle_by_period(session, period)
+    return list(
+        session.scalars(
+            select(PrintBatch.id).where(PrintBatch.cycle_id == cycle.id, PrintBatch.status == "rendering")
+        )
+    )
+
+
+def item_ids(session: Session, batch_id: int) -> list[int]:
+    return list(session.scalars(select(PrintItem.id).where(PrintItem.batch_id == batch_id).order_by(PrintItem.position)))
+
+
+def render_items(session: Session, batch_id: int, ids: list[int]) -> int:
+    """Render (once) the bills of these items; returns how many bills were looked at. Flushes."""
+    bill_ids = sorted(
+        set(session.scalars(select(PrintItem.bill_id).where(PrintItem.batch_id == batch_id, PrintItem.id.in_(ids))))
+    )
+    for bill in session.scalars(select(Bill).where(Bill.id.in_(bill_ids))):
+        bill_pdf(session, bill)
+    return len(bill_ids)
+
+
+@dataclass(frozen=True)
+class Progress:
+    rendered: int
+    total: int
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else int(100 * self.rendered / self.total)
+
+
+def batch_progress(session: Session, batch_id: int) -> Progress:
+    """Bills of the batch whose PDF exists, out of all: durable, derived from the database."""
+    total, rendered = session.execute(
+        select(func.count(PrintItem.id), func.count(Bill.pdf_path))
+        .join(Bill, Bill.id == PrintItem.bill_id)
+        .where(PrintItem.batch_id == batch_id)
+    ).one()
+    return Progress(rendered, total)
+
+
+def cycle_progress(session: Session, period: str) -> dict[int, Progress]:
+    cycle = cycle_by_period(session, period)
+    rows = session.execute(
+        select(PrintItem.batch_id, func.count(PrintItem.id), func.count(Bill.pdf_path))
+        .join(Bill, Bill.id == PrintItem.bill_id)
+        .join(PrintBatch, PrintBatch.id == PrintItem.batch_id)
+        .where(PrintBatch.cycle_id == cycle.id)
+        .group_by(PrintItem.batch_id)
+    ).all()
+    return {batch_id: Progress(rendered, total) for batch_id, total, rendered in rows}
+
+
+def batch_pdf_relpath(period: str, batch_no: int) -> str:
+    return f"pdf/{period}/batch-{batch_no:04d}.pdf"
+
+
+def default_duplex() -> bool:
+    value = current_app.config.get("PAPER_DUPLEX", os.environ.get("PAPER_DUPLEX", ""))
+    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def assemble_batch(session: Session, batch_id: int, actor: Actor, duplex: bool | None = None) -> PrintBatch:
+    """Cover sheet + each bill's stored PDF x its copies, in route order, as one file. Flushes.
+
+    Duplex printing (PAPER_DUPLEX): the cover and every copy are padded to an even number of pages,
+    so no copy starts on the back of another. Already assembled: nothing to do. Bills not rendered
+    yet (a lost job) are rendered here.
+    """
+    duplex = default_duplex() if duplex is None else duplex
+    from pypdf import PdfReader, PdfWriter
+
+    batch = session.get(PrintBatch, batch_id)
+    if batch is None:
+        raise PaperError(_l("No such print batch."))
+    if batch.status != "rendering":
+        return batch
+    cycle = session.get(Cycle, batch.cycle_id)
+    items = list(batch.items)
+    bills = {b.id: b for b in session.scalars(select(Bill).where(Bill.id.in_({i.bill_id for i in items})))}
+    files = {bill_id: bill_pdf(session, bill) for bill_id, bill in bills.items()}
+    readers = {bill_id: PdfReader(io.BytesIO(Path(path).read_bytes())) for bill_id, path in files.items()}
+    bill_pages = sum(len(readers[i.bill_id].pages) * i.copies for i in items)
+    codes = [i.postal_code for i in items if i.postal_code]
+    with force_locale(current_app.config.get("BABEL_DEFAULT_LOCALE", "zh")):
+        from console.paper.pdf import FONT_FAMILY, cjk_font_path
+
+        cover_html = render_template(
+            "paper/cover.html",
+            batch=batch,
+            period=cycle.period,
+            bills=len(items),
+            copies=sum(i.copies for i in items),
+            pages=bill_pages,
+            first_code=min(codes) if codes else "",
+            last_code=max(codes) if codes else "",
+            generated_at=utcnow(),
+            font_path=str(cjk_font_path()),
+            font_family=FONT_FAMILY,
+        )
+    cover = PdfReader(io.BytesIO(render_pdf_bytes(cover_html)))
+    writer = PdfWriter()
+
+    def add(reader: PdfReader) -> None:
+        writer.append(reader)
+        if duplex and len(reader.pages) % 2:
+            writer.add_blank_page()
+
+    add(cover)
+    for item in items:
+        for _copy in range(item.copies):
+            add(readers[item.bill_id])
+    out = io.BytesIO()
+    writer.write(out)
+    relpath = batch_pdf_relpath(cycle.period, batch.batch_no)
+    write_atomically(Path(current_app.config["INSTANCE_PATH"]) / relpath, out.getvalue())
+    batch.pdf_path = relpath
+    batch.pages_count = len(writer.pages)
+    batch.status = "ready"
+    batch.assembled_at = utcnow()
+    record_audit(
+        session, actor, "paper.batch_assembled", "print_batch", batch.id, after={"pages": batch.pages_count}
+    )
+    session.flush()
+    return batch
+
+
+def batch_file(batch: PrintBatch) -> Path:
+    if not batch.pdf_path:
+        raise PaperError(_l("The batch is still being rendered."))
+    return Path(current_app.config["INSTANCE_PATH"]) / batch.pdf_path
+
+
+def mark_printed(session: Session, batch_id: int, actor: Actor) -> PrintBatch:
+    batch = session.get(PrintBatch, batch_id)
+    if batch is None:
+        raise PaperError(_l("No such print batch."))
+    if batch.status == "printed":
+        return batch
+    if batch.status != "ready":
+        raise PaperError(_l("The batch is still being rendered."))
+    batch.status = "printed"
+    batch.printed_at = utcnow()
+    batch.printed_by_id = actor.user_id
+    record_audit(session, actor, "paper.batch_printed", "print_batch", batch.id, before={"status": "ready"},
+                 after={"status": "printed"})
+    session.flush()
+    return batch
+
+
+def render_batch_now(session: Session, batch_id: int, actor: Actor, duplex: bool | None = None) -> PrintBatch:
+    """Without a worker (the command's --now): render every bill here, then assemble."""
+    render_items(session, batch_id, item_ids(session, batch_id))
+    return assemble_batch(session, batch_id, actor, duplex=duplex)

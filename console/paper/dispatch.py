@@ -1,0 +1,182 @@
+"""Dispatch of printed bills: by post (tracking number) or by hand (a meter reader's or clerk's name),
+then the confirmation of delivery or the return. Every step writes the contact history and the audit;
+a returned letter opens a work item, like a failed e-mail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from console.audit import Actor, record_audit, record_contact
+from console.db import utcnow
+from console.models import Bill, Customer, Cycle, Delivery, WorkItem
+from console.models.paper import PrintBatch, PrintItem
+from console.paper.batches import PaperError
+
+RETURNED_REASON = "post_returned"
+
+
+def _item(session: Session, item_id: int) -> PrintItem:
+    item = session.get(PrintItem, item_id)
+    if item is None:
+        raise PaperError(_l("No such printed bill."))
+    return item
+
+
+def _dispatch(session: Session, item: PrintItem, method: str, actor: Actor, tracking_no: str | None,
+              deliverer: str | None) -> PrintItem:
+    batch = session.get(PrintBatch, item.batch_id)
+    if batch.status != "printed":
+        raise PaperError(_l("Mark the batch printed before dispatching its bills."))
+    if item.status != "waiting":
+        raise PaperError(_l("This bill has already been dispatched."))
+    delivery = session.get(Delivery, item.delivery_id)
+    bill = session.get(Bill, item.bill_id)
+    item.status = "dispatched"
+    item.dispatch_method = method
+    item.tracking_no = tracking_no
+    item.deliverer = deliverer
+    item.dispatched_at = utcnow()
+    item.dispatched_by_id = actor.user_id
+    delivery.status = "sent"
+    delivery.attempts_made = (delivery.attempts_made or 0) + 1
+    details = {"method": method, "tracking_no": tracking_no, "deliverer": deliverer, "copies": item.copies,
+               "address": delivery.address, "print_item_id": item.id}
+    summary = (
+        f"Paper bill {bill.bill_no} posted to {delivery.recipient_name}, tracking {tracking_no}"
+        if method == "post"
+        else f"Paper bill {bill.bill_no} handed to {deliverer} for {delivery.recipient_name}"
+    )
+    record_contact(session, item.customer_id, "paper", summary, actor, bill_id=bill.id, details=details)
+    record_audit(session, actor, f"paper.dispatched_{method}", "print_item", item.id,
+                 before={"status": "waiting"}, after={"status": "dispatched"} | details)
+    session.flush()
+    return item
+
+
+def dispatch_by_post(session: Session, item_id: int, tracking_no: str, actor: Actor) -> PrintItem:
+    tracking_no = (tracking_no or "").strip()
+    if not tracking_no or len(tracking_no) > 64:
+        raise PaperError(_l("Enter the tracking number."))
+    return _dispatch(session, _item(session, item_id), "post", actor, tracking_no, None)
+
+
+def dispatch_by_hand(session: Session, item_id: int, deliverer: str, actor: Actor) -> PrintItem:
+    deliverer = " ".join((deliverer or "").split())
+    if not deliverer or len(deliverer) > 100:
+        raise PaperError(_l("Enter the name of the person delivering by hand."))
+    return _dispatch(session, _item(session, item_id), "hand", actor, None, deliverer)
+
+
+def dispatch_batch_by_hand(session: Session, batch_id: int, deliverer: str, actor: Actor,
+                           postal_code: str | None = None) -> int:
+    """Hand every waiting bill of the batch (optionally of one postal code) to one deliverer."""
+    query = select(PrintItem.id).where(PrintItem.batch_id == batch_id, PrintItem.status == "waiting")
+    if postal_code:
+        query = query.where(PrintItem.postal_code == postal_code)
+    ids = list(session.scalars(query.order_by(PrintItem.position)))
+    for item_id in ids:
+        dispatch_by_hand(session, item_id, deliverer, actor)
+    return len(ids)
+
+
+def confirm_delivered(session: Session, item_id: int, actor: Actor, note: str = "") -> PrintItem:
+    item = _item(session, item_id)
+    if item.status != "dispatched":
+        raise PaperError(_l("Only a dispatched bill can be confirmed."))
+    delivery = session.get(Delivery, item.delivery_id)
+    now = utcnow()
+    item.status = "delivered"
+    item.outcome_at = now
+    item.outcome_note = note.strip() or None
+    delivery.status = "confirmed"
+    delivery.confirmed_at = now
+    delivery.confirmed_by = item.dispatch_method  # post / hand
+    bill = session.get(Bill, item.bill_id)
+    record_contact(session, item.customer_id, "paper",
+                   f"Paper bill {bill.bill_no} delivered to {delivery.recipient_name}", actor, bill_id=bill.id,
+                   details={"method": item.dispatch_method, "note": item.outcome_note, "print_item_id": item.id})
+    record_audit(session, actor, "paper.delivered", "print_item", item.id, before={"status": "dispatched"},
+                 after={"status": "delivered", "note": item.outcome_note})
+    session.flush()
+    return item
+
+
+def record_returned(session: Session, item_id: int, actor: Actor, note: str = "") -> WorkItem:
+    """The letter came back: the delivery failed, and a person must call and correct the address."""
+    item = _item(session, item_id)
+    if item.status not in ("dispatched", "returned"):
+        raise PaperError(_l("Only a dispatched bill can come back."))
+    delivery = session.get(Delivery, item.delivery_id)
+    customer = session.get(Customer, item.customer_id)
+    bill = session.get(Bill, item.bill_id)
+    existing = session.scalar(
+        select(WorkItem).where(WorkItem.delivery_id == delivery.id, WorkItem.reason == RETURNED_REASON)
+    )
+    if item.status == "returned" and existing is not None:
+        return existing
+    now = utcnow()
+    item.status = "returned"
+    item.outcome_at = now
+    item.outcome_note = note.strip() or None
+    delivery.status = "failed"
+    record_contact(session, customer.id, "paper",
+                   f"Paper bill {bill.bill_no} returned undelivered from {delivery.address}", actor,
+                   bill_id=bill.id,
+                   details={"method": item.dispatch_method, "tracking_no": item.tracking_no,
+                            "deliverer": item.deliverer, "note": item.outcome_note, "print_item_id": item.id})
+    record_audit(session, actor, "paper.returned", "print_item", item.id, before={"status": "dispatched"},
+                 after={"status": "returned", "note": item.outcome_note})
+    if existing is None:
+        key = customer.key_account and customer.account_manager_id is not None
+        existing = WorkItem(
+            delivery_id=delivery.id,
+            bill_id=bill.id,
+            customer_id=customer.id,
+            reason=RETURNED_REASON,
+            assigned_role="account_manager" if key else "phone_rep",
+            assigned_user_id=customer.account_manager_id if key else None,
+            status="open",
+            summary=f"Paper bill {bill.bill_no} returned from {delivery.address}: call and correct the address",
+            details={"method": item.dispatch_method, "tracking_no": item.tracking_no, "deliverer": item.deliverer,
+                     "note": item.outcome_note, "address": delivery.address, "copies": item.copies},
+        )
+        session.add(existing)
+    session.flush()
+    return existing
+
+
+@dataclass(frozen=True)
+class RunSheetLine:
+    item: PrintItem
+    bill_no: str
+    recipient_name: str
+    address: str
+    account_no: str
+
+
+def run_sheet(session: Session, deliverer: str, period: str | None = None) -> list[RunSheetLine]:
+    """The hand-delivery run sheet of one deliverer: bills still out with them, in route order."""
+    query = (
+        select(PrintItem, Bill.bill_no, Delivery.recipient_name, Delivery.address, Customer.account_no)
+        .join(Bill, Bill.id == PrintItem.bill_id)
+        .join(Delivery, Delivery.id == PrintItem.delivery_id)
+        .join(Customer, Customer.id == PrintItem.customer_id)
+        .join(PrintBatch, PrintBatch.id == PrintItem.batch_id)
+        .where(PrintItem.dispatch_method == "hand", PrintItem.deliverer == deliverer,
+               PrintItem.status == "dispatched")
+        .order_by(PrintItem.postal_code, Delivery.address, PrintItem.id)
+    )
+    if period:
+        query = query.join(Cycle, Cycle.id == PrintBatch.cycle_id).where(Cycle.period == period)
+    return [RunSheetLine(*row) for row in session.execute(query)]
+
+
+def deliverers(session: Session) -> list[str]:
+    return list(session.scalars(
+        select(PrintItem.deliverer).where(PrintItem.dispatch_method == "hand", PrintItem.status == "dispatched")
+        .distinct().order_by(PrintItem.deliverer)
+    ))

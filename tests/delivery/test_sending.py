@@ -1,0 +1,190 @@
+"""The sender and the message against a plain SMTP server without DSN (aiosmtpd), and the jobs
+through a real Redis/RQ."""
+
+from __future__ import annotations
+
+import email
+import threading
+from datetime import timedelta
+from email import policy as email_policy
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from console.audit import Actor
+from console.db import utcnow
+from console.delivery.message import InvalidAddress, build_message, parse_address, xtext
+from console.delivery.publish import publish_cycle
+from console.delivery.sender import send_batch
+from console.delivery.sweeper import sweep
+from console.models import Delivery, DeliveryAttempt
+from tests.delivery.conftest import add_bill, new_customer
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "a@x.org)<b@evil.test>",
+        "a@x.org, b@evil.test",
+        '"a" <b@evil.test>',
+        "a@x.org\r\nRCPT TO:<b@evil.test>",
+        "a@x.org\nBcc: b@evil.test",
+        "<a@x.org>",
+        "a@@x.org",
+        "a@x.org b@evil.test",
+        "",
+        "a@x.org;b@evil.test",
+    ],
+)
+def test_address_tricks_are_refused(raw):
+    with pytest.raises(InvalidAddress):
+        parse_address(raw)
+
+
+def test_addresses_are_normalized_and_xtext_encoded():
+    assert parse_address("  Someone@Customers.TEST ") == "Someone@customers.test"
+    assert xtext("bill+4003=x@y.org") == "bill+2B4003+3Dx@y.org"
+
+
+def _config(app, port):  # noqa: ANN001, ANN202
+    return dict(app.config) | {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": port, "SMTP_STARTTLS": False, "SMTP_USER": ""}
+
+
+def _publish(db, **fields):  # noqa: ANN001, ANN003, ANN202
+    customer = new_customer(db, **fields)
+    bill = add_bill(db, customer)
+    publish_cycle(db, bill.cycle_id, Actor.cli(), utcnow())
+    db.commit()
+    return db.scalars(
+        select(Delivery).where(Delivery.bill_id == bill.id, Delivery.channel == "email").order_by(Delivery.id)
+    ).all()
+
+
+def test_message_headers_resist_injection_and_pdf_attaches_per_setting(app, db):
+    [delivery] = _publish(db, name="张三\r\nBcc: evil@evil.test\r\n", key_account=True)
+    attempt = DeliveryAttempt(
+        delivery_id=delivery.id, attempt_no=1, token="d1-1-abc", envid="d1-1-abc", message_id="<d1-1-abc@b.test>"
+    )
+    db.add(attempt)
+    db.flush()
+    with app.app_context():
+        raw = build_message(db, delivery, attempt, app.config).as_bytes()
+    message = email.message_from_bytes(raw, policy=email_policy.default)
+    assert message["Bcc"] is None
+    assert b"\r\nBcc:" not in raw
+    assert message["Message-ID"] == "<d1-1-abc@b.test>"
+    assert [p.get_content_type() for p in message.iter_parts()] == ["multipart/alternative", "application/pdf"]
+    pdf = next(p for p in message.iter_attachments())
+    assert pdf.get_filename().endswith(".pdf") and pdf.get_content().startswith(b"%PDF")
+
+
+def test_no_dsn_offered_is_recorded_and_4xx_waits_with_the_same_attempt(app, db, smtp_sink):
+    ok, busy = _publish(
+        db,
+        email="plain@customers.test",
+        recipients=[{"name": "忙", "relation": "tenant", "channel": "email", "address": "busy@customers.test"}],
+    )
+    config = _config(app, smtp_sink.port)
+    with app.app_context():
+        counts = send_batch(db, [ok.id, busy.id], config)
+    assert counts == {"sent": 1, "refused": 0, "temporary": 1, "skipped": 0}
+    db.refresh(ok)
+    db.refresh(busy)
+    sent_attempt = db.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == ok.id)).one()
+    assert ok.status == "sent" and sent_attempt.dsn_requested is False
+    assert ok.confirm_due_at == sent_attempt.sent_at + config["CONFIRM_AFTER"]
+    mail_from, rcpts, raw = smtp_sink.messages[-1]
+    assert mail_from == f"bounces+{sent_attempt.token}@{config['BOUNCE_DOMAIN']}" and rcpts == ["plain@customers.test"]
+    # the busy one: still queued, backed off, its unsent attempt kept for the retry
+    assert busy.status == "queued" and busy.send_errors == 1 and busy.claimed_until > utcnow()
+    pending = db.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == busy.id)).one()
+    assert pending.sent_at is None and "450" in pending.smtp_response
+    with app.app_context():
+        assert send_batch(db, [busy.id], config)["skipped"] == 1  # backing off
+        later = utcnow() + timedelta(minutes=2)
+        assert send_batch(db, [busy.id], config, now=lambda: later)["temporary"] == 1
+    again = db.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == busy.id)).all()
+    assert [a.message_id for a in again] == [pending.message_id]  # never a second Message-ID for it
+
+
+def test_send_jobs_through_rq_and_sweeper_scheduling(committed, own_redis, smtp_sink):
+    from rq import SimpleWorker
+
+    from console.queues import get_queue
+    from jobs.delivery import SWEEP_JOB_ID, enqueue_queued_sends, ensure_sweeper_scheduled
+
+    app = committed
+    redis_conn = own_redis
+    app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=smtp_sink.port, SEND_BATCH_SIZE=2)
+    session = app.extensions["billpost.session_factory"]()
+    ids = []
+    for _ in range(3):
+        ids += [d.id for d in _publish(session)]
+    assert enqueue_queued_sends(session, app) == 2  # batches of 2
+    assert enqueue_queued_sends(session, app) == 0  # the same batches are waiting: not queued twice
+    queue = get_queue("delivery", app)
+    SimpleWorker([queue], connection=redis_conn, serializer=queue.serializer).work(burst=True)
+    session.expire_all()
+    assert {d.status for d in session.scalars(select(Delivery).where(Delivery.id.in_(ids)))} == {"sent"}
+    assert ensure_sweeper_scheduled(app, interval=60) is True
+    assert ensure_sweeper_scheduled(app, interval=60) is False
+    assert SWEEP_JOB_ID in queue.scheduled_job_registry.get_job_ids()
+    from rq.job import Job
+
+    job = Job.fetch(SWEEP_JOB_ID, connection=redis_conn, serializer=queue.serializer)
+    assert job.func_name == "jobs.delivery.sweep" and job.args == [] and job.kwargs == {}
+    assert job.repeats_left > 1000  # it re-schedules itself after every run
+    from rq.job import Job
+
+    job = Job.fetch(SWEEP_JOB_ID, connection=redis_conn, serializer=queue.serializer)
+    assert job.func_name == "jobs.delivery.sweep" and job.args == [] and job.kwargs == {}
+    assert job.repeats_left > 1000  # it re-schedules itself after every run
+    session.close()
+
+
+def test_two_sweepers_at_once_resend_once(committed):
+    app = committed
+    factory = app.extensions["billpost.session_factory"]
+    session = factory()
+    ids = []
+    for _ in range(20):
+        [delivery] = _publish(session)
+        attempt = DeliveryAttempt(
+            delivery_id=delivery.id, attempt_no=1, token=f"s{delivery.id}", envid=f"s{delivery.id}",
+            message_id=f"<s{delivery.id}@b.test>", sent_at=utcnow() - timedelta(hours=30),
+        )
+        session.add(attempt)
+        delivery.status, delivery.attempts_made = "sent", 1
+        delivery.confirm_due_at = utcnow() - timedelta(hours=6)
+        ids.append(delivery.id)
+    session.commit()
+    session.close()
+
+    barrier = threading.Barrier(2)
+    results, errors = [], []
+
+    def run() -> None:
+        own = factory()
+        try:
+            barrier.wait()
+            counts = sweep(own, utcnow())
+            own.commit()
+            results.append(counts["resend_queued"])
+        except OperationalError as exc:
+            errors.append(exc)
+            own.rollback()
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors  # PostgreSQL: SKIP LOCKED + conditional UPDATEs; SQLite: the second waits its turn
+    assert sum(results) == 20
+    session = factory()
+    rows = session.scalars(select(Delivery).where(Delivery.id.in_(ids))).all()
+    assert {(d.status, d.attempts_made) for d in rows} == {("queued", 1)}
+    session.close()
