@@ -1,6 +1,6 @@
 """Live server and headless Chromium fixtures, shared by the browser tests of every domain.
 
-Import them into a conftest: `from tests.browser_fixtures import browser, browser_page, live_server`.
+Registered for the whole suite by tests/conftest.py (pytest_plugins).
 The server is werkzeug's make_server in a thread, serving `committed_app` (commits are real, the
 browser's requests see them) with CSRF switched on, as in production. Screenshots go to
 test-artifacts/ (gitignored) through `screenshot(page, name)`.

@@ -25,6 +25,10 @@ from console.db import Base, make_engine  # noqa: E402
 from console.models import Customer, Recipient, ServicePoint  # noqa: E402
 from console.staff.services import create_user  # noqa: E402
 
+# One definition of the browser fixtures for the whole suite (a session-scoped Playwright must not
+# be started twice: importing the fixtures into two conftests would make two of them).
+pytest_plugins = ["tests.browser_fixtures"]
+
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{_INSTANCE / 'test.db'}"
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PASSWORD = "correct horse battery"

@@ -10,7 +10,6 @@ import pytest
 
 from console.db import utcnow
 from console.models import Bill, Cycle, Delivery, DeliveryAttempt, WorkItem
-from tests.browser_fixtures import browser, browser_page, live_server  # noqa: F401
 from tests.conftest import PASSWORD
 
 _n = itertools.count(1)

@@ -360,7 +360,7 @@ def test_account_manager_can_hand_an_item_to_the_rep_queue(sign_in, make_custome
     assert client.get(f"/work-items/{item.id}").status_code == 404  # no longer in the manager's queue
 
 
-@pytest.mark.parametrize("lang,text", [("zh", "工作事项"), ("en", "Work items")])
+@pytest.mark.parametrize("lang,text", [("zh", "工单"), ("en", "Work items")])
 def test_inbox_in_both_languages(sign_in, make_customer, make_item, lang, text):
     make_item(make_customer())
     client, _ = sign_in("phone_rep", language=lang)

@@ -19,7 +19,6 @@ from sqlalchemy import select
 from console.models import Bill, BillLine, Cycle
 from console.models.portal import WebAccount
 from console.passwords import hash_password
-from tests.browser_fixtures import browser, browser_page, live_server  # noqa: F401
 
 CUSTOMER_PASSWORD = "电费账单 long enough"
 _numbers = itertools.count(1)

@@ -107,7 +107,7 @@ def test_bill_is_itemized_by_charge_type(client, customer_client, make_bill):
         assert amount in page, amount
     assert "1530" in page and "1842" in page  # the reads of the service point
     chinese = client.get(f"/my/bills/{bill.id}?lang=zh").get_data(as_text=True)
-    assert "电费" in chinese and "到期日" in chinese
+    assert "电费" in chinese and "缴费截止日" in chinese
 
 
 def test_opening_a_bill_confirms_receipt_once_and_writes_a_contact_record(db, customer_client, make_bill):

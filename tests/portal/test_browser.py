@@ -84,7 +84,7 @@ def test_register_sign_in_open_and_download(committed_app, live_server, smtp_ser
     page.click(f"text={bill.bill_no}")
     page.wait_for_selector("#charges-by-type")
     body = page.inner_text("body")
-    assert "499.70" in body and "到期日" in body and "2026-11-12" in body
+    assert "499.70" in body and "缴费截止日" in body and "2026-11-12" in body
     assert customer.id_number not in page.content()
     screenshot(page, "portal-bill")
 
