@@ -30,8 +30,12 @@ def import_group() -> None:
 
 
 @click.group("bench")
+@with_appcontext
 def bench_group() -> None:
     """Benchmarks that print their figures (never timed assertions in the test suite)."""
+    from console.migrations import upgrade
+
+    upgrade(current_app._get_current_object())  # a fresh database gets its schema first
 
 
 @click.group("db")

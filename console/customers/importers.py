@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from console.audit import Actor
@@ -181,9 +181,16 @@ def bulk_insert(connection: Any, table: Any, rows: list[dict]) -> None:
             copy.write_row([row[c] for c in columns])
 
 
+ANALYZE_AFTER_ROWS = 10_000
+
+
 def _write(session: Session, table: Any, inserts: list[dict], updates: list[dict]) -> None:
     """New rows in bulk, then the updates (executemany by primary key)."""
     bulk_insert(session.connection(), table, inserts)
+    if len(inserts) >= ANALYZE_AFTER_ROWS and session.get_bind().dialect.name == "postgresql":
+        # Fresh statistics: without them the next import's key look-ups were planned for an empty
+        # table (a re-import of 100,000 rows right after the first took 240 s instead of 4 s).
+        session.execute(text(f"ANALYZE {table.name}"))
     if updates:
         columns = [c for c in updates[0] if c != "b_id"]
         stmt = update(table).where(table.c.id == bindparam("b_id")).values({c: bindparam(c) for c in columns})
