@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from console.audit import Actor, record_contact
 from console.models import Customer, Delivery, DeliveryAttempt, WorkItem
@@ -59,17 +60,20 @@ def lock_for_write(session: Session) -> None:
 def transition(session: Session, delivery: Delivery, expect: dict[str, Any], **values: Any) -> bool:
     """UPDATE the delivery only if its columns still hold `expect`; True if this caller won.
 
-    The in-session object gets the new values too (synchronize_session="evaluate")."""
+    The in-session object gets the new values too. (Not synchronize_session="evaluate": that tests
+    the WHERE against every Delivery in the session, which made a 200-delivery send batch quadratic.)"""
     where = [Delivery.id == delivery.id]
     for column, value in expect.items():
         attr = getattr(Delivery, column)
         where.append(attr.in_(value) if isinstance(value, tuple | list | set) else attr == value)
     result = session.execute(
-        update(Delivery).where(*where).values(**values).execution_options(synchronize_session="evaluate")
+        update(Delivery).where(*where).values(**values).execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
         session.refresh(delivery)
         return False
+    for column, value in values.items():
+        set_committed_value(delivery, column, value)
     return True
 
 
