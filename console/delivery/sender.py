@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
+from console.billing.document import prefetch_documents
 from console.db import utcnow
 from console.delivery.message import build_message, envelope_sender, message_id_for, new_token, xtext
 from console.delivery.policy import MAX_ATTEMPTS, apply_report, lock_for_write, open_work_item, transition
@@ -188,6 +189,7 @@ class Sender:
         points = {b.service_point_id for b in bills if b.service_point_id}
         if points:
             self.loaded += self.session.scalars(select(ServicePoint).where(ServicePoint.id.in_(points))).all()
+        prefetch_documents(self.session, bills)  # deposits and marketing messages of the whole batch
         by_id = {d.id: d for d in deliveries}
         return [by_id[i] for i in ids if i in by_id]
 

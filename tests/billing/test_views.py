@@ -119,3 +119,26 @@ def test_the_pdf_medium_renders_through_xhtml2pdf_with_the_whole_bill(app, db, b
     pdf.write_bytes(render_pdf_bytes(f"<html><body>{html}</body></html>"))
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     assert bill.bill_no in text and "4,800.00" in text and "2026-11-25" in text
+
+
+def test_a_batch_prefetch_renders_the_same_document(app, db, bill):
+    """The e-mail sender prefetches deposits and marketing messages for its batch: same HTML."""
+    from datetime import date
+    from decimal import Decimal
+
+    from console.billing.document import PREFETCH_KEY, prefetch_documents, render_bill_html
+    from console.models.billing import BillMessage, Campaign, Deposit
+
+    db.add(Deposit(customer_id=bill.customer_id, amount=Decimal("3000.00"), received_on=date(2024, 3, 1)))
+    campaign = Campaign(name="c", text_zh="节约用电", text_en="Save power", customer_types=["industrial"],
+                        starts_on=date(2026, 1, 1), ends_on=date(2026, 12, 31), priority=1)
+    db.add(campaign)
+    db.flush()
+    db.add(BillMessage(bill_id=bill.id, campaign_id=campaign.id, position=1, text_zh="节约用电", text_en="Save power"))
+    db.commit()
+    with app.test_request_context():
+        one_by_one = render_bill_html(db, bill, "email")
+        prefetch_documents(db, [bill])
+        assert PREFETCH_KEY in db.info
+        assert render_bill_html(db, bill, "email") == one_by_one
+    assert "节约用电" in one_by_one and "3,000.00" in one_by_one
