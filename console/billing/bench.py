@@ -375,20 +375,12 @@ def run_bench(app: Flask, customers: int, period: str) -> Iterator[str]:
         started = time.perf_counter()
         yield from seed(session, customers, period)
         yield f"seeding/reuse took {time.perf_counter() - started:.1f} s"
-        reset_cycle(session, period)
-        cycle = cycles.open_cycle(session, period, Actor.cli())
-        chunks = cycles.start_run(session, period, Actor.cli(), chunk_size)
-        session.commit()
-        get_queue("billing", app).empty()
-        enqueue_chunks(app, cycle, chunks)
-        yield f"{len(chunks)} chunks of up to {chunk_size} customers enqueued"
-    env = dict(os.environ, REDIS_URL=redis_url(app), DATABASE_URL=app.config["DATABASE_URL"])
-    result = subprocess.run([sys.executable, "-m", "console.billing.benchworker"], env=env, capture_output=True,
-                            text=True, check=False)
-    if result.returncode != 0:
-        yield result.stderr[-3000:]
-        raise RuntimeError("the bench worker failed")
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    figures: dict = {}
+    for item in _generate(app, period, chunk_size):
+        if isinstance(item, dict):
+            figures = item
+        else:
+            yield item
     with factory() as session:
         cycle = cycles.get_cycle(session, period)
         report = cycles.cycle_report(session, period)
