@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -10,6 +11,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from sqlalchemy import BigInteger, Date, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -77,7 +79,33 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         _sqlite_proper_transactions(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _ping_connections_that_sat_idle(engine)
+    return engine
+
+
+# A connection back from the pool after this long is pinged before use (a server restart or an
+# idle timeout may have closed it). Not every checkout, as pool_pre_ping does: the sender and the
+# mail-in receiver commit once per message, and a ping each time was a round trip per message.
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
+def _ping_connections_that_sat_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection, record):  # noqa: ANN001
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy):  # noqa: ANN001
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # noqa: BLE001 - any failure means: discard it, the pool connects anew
+            raise DisconnectionError(f"stale pooled connection: {exc}") from exc
+        if not alive:
+            raise DisconnectionError("stale pooled connection")
 
 
 def _sqlite_proper_transactions(engine: Engine) -> None:

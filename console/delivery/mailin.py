@@ -57,14 +57,14 @@ def run_intake(app: Flask, raw: bytes, mail_from: str, rcpt_tos: list[str], sour
 
 def _run_intake(app: Flask, raw: bytes, mail_from: str, rcpt_tos: list[str], source: str):  # noqa: ANN202
     try:
-        return _run_intake_once(app, raw, mail_from, rcpt_tos, source)
+        # Duplicates (a lost 250, the same message over two connections) are rare: the unique
+        # SHA-256 refuses the second copy's INSERT, and once more, looking first, finds it stored.
+        return _run_intake_once(app, raw, mail_from, rcpt_tos, source, look_for_duplicate=source != "smtp")
     except IntegrityError:
-        # The same message stored at the same instant over another connection: once more, it is
-        # then found as a duplicate (and anything else raises again: 451).
-        return _run_intake_once(app, raw, mail_from, rcpt_tos, source)
+        return _run_intake_once(app, raw, mail_from, rcpt_tos, source, look_for_duplicate=True)
 
 
-def _run_intake_once(app: Flask, raw: bytes, mail_from: str, rcpt_tos: list[str], source: str):  # noqa: ANN202
+def _run_intake_once(app: Flask, raw: bytes, mail_from: str, rcpt_tos: list[str], source: str, look_for_duplicate: bool):  # noqa: ANN202
     from console.delivery.intake import process_inbound
 
     with app.app_context():
@@ -79,6 +79,7 @@ def _run_intake_once(app: Flask, raw: bytes, mail_from: str, rcpt_tos: list[str]
                 bounce_domain=app.config["BOUNCE_DOMAIN"],
                 keep_bytes=app.config.get("MAILIN_KEEP_BYTES", 2 * 1024 * 1024),
                 source=source,
+                look_for_duplicate=look_for_duplicate,
             )
             session.commit()
             return result

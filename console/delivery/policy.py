@@ -122,8 +122,7 @@ def apply_report(
     action = (action or "").strip().lower()
     _record_on_attempt(attempt, action, status, diagnostic, reported_at, remote_mta)
     session.flush()
-    delivery = session.get(Delivery, attempt.delivery_id)
-    session.refresh(delivery)
+    delivery = session.get(Delivery, attempt.delivery_id, populate_existing=True)  # always read afresh
     if action in CONFIRMING:
         confirm(session, delivery, CONFIRMING[action], reported_at, attempt)
         return

@@ -108,6 +108,27 @@ def test_no_dsn_offered_is_recorded_and_4xx_waits_with_the_same_attempt(app, db,
     assert [a.message_id for a in again] == [pending.message_id]  # never a second Message-ID for it
 
 
+def test_pipelined_transactions_deliver_the_same_bytes_and_read_each_refusal(smtp_sink):
+    """MAIL, RCPT and DATA in one write (RFC 2920): a refused recipient stops that message only, the
+    connection stays usable, and the content arrives as smtplib would send it (dots stuffed)."""
+    import smtplib
+
+    from console.delivery.sender import pipelined_transaction
+
+    message = b"Subject: test\r\n\r\n.a line starting with a dot\r\n..two\r\nend\r\n"
+    with smtplib.SMTP("127.0.0.1", smtp_sink.port, timeout=10) as smtp:
+        smtp.ehlo()
+        send = lambda rcpt: pipelined_transaction(smtp, "b@bounces.test", [], rcpt, [], message)  # noqa: E731
+        assert send("first@customers.test")[:2] == ("DATA", 250)
+        assert smtp_sink.messages[-1][1:] == (["first@customers.test"], message)
+        assert send("nosuch@customers.test")[:2] == ("RCPT", 550)
+        smtp.rset()
+        assert send("busy@customers.test")[:2] == ("RCPT", 450)
+        smtp.rset()
+        assert send("second@customers.test")[:2] == ("DATA", 250)
+    assert [m[1] for m in smtp_sink.messages[-2:]] == [["first@customers.test"], ["second@customers.test"]]
+
+
 def test_send_jobs_through_rq_and_sweeper_scheduling(committed, own_redis, smtp_sink):
     from rq import SimpleWorker
 
