@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from email.headerregistry import Address
+from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import SMTP
 from typing import Any
@@ -29,6 +29,26 @@ TOKEN_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 class InvalidAddress(ValueError):
     pass
+
+
+class _HeaderClassCache(HeaderRegistry):
+    """The standard registry, but each header's class is made once: the stdlib builds a new class
+    with type() for every header it parses (about 30 per bill e-mail), a fifth of the build time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+
+# The SMTP policy (CRLF, headers parsed and folded by the header registry), with the class cache.
+MAIL_POLICY = SMTP.clone(header_factory=_HeaderClassCache())
 
 
 def clean_header_text(value: Any, limit: int = 200) -> str:
@@ -115,7 +135,7 @@ def build_message(
     portal_url = f"{config['PORTAL_BASE_URL'].rstrip('/')}/my/bills/{bill.id}"
     period = clean_header_text(cycle.period, 7)
 
-    msg = EmailMessage(policy=SMTP)
+    msg = EmailMessage(policy=MAIL_POLICY)
     msg["Subject"] = f"【电费账单】{period} 账单 {bill.bill_no} / Electricity bill {period}"
     msg["From"] = Address(display_name="电费账单 Billpost", addr_spec=config["MAIL_FROM"])
     msg["To"] = Address(display_name=clean_header_text(delivery.recipient_name), addr_spec=delivery.address)
