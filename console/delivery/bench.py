@@ -2,8 +2,15 @@
 connection per batch, DSN requested) with the PDF off and on, and the confirmation latencies.
 
 Against SMTP_HOST when it is set; otherwise (root, Postfix installed) against a private loopback
-Postfix started for the bench, with mail-in's receiver taking the reports in this process, so the
-whole loop is measured: send → Postfix → `delivered` report → receiver → policy → commit.
+Postfix started for the bench, with mail-in's receiver (`console mailin`, a process of its own)
+taking the reports, so the whole loop is measured: send → Postfix → `delivered` report → receiver →
+policy → commit. With the loopback Postfix each mode runs twice:
+- reports held: the receiver process is paused (SIGSTOP) while the worker sends, so Postfix's
+  deliveries of the reports wait, connected; then it is continued. The rate is the worker's own
+  (sharing the machine with Postfix and the database only), and the intake's rate is measured on
+  the burst of held reports;
+- reports received while sending: everything at once on this machine, as in a one-machine setup;
+  with 2 cores the worker then shares them with the receiver too.
 Bench data: customers EBENCH…, cycles 2000-01 (PDF off) and 2000-02 (PDF on), re-created each run.
 """
 
@@ -11,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import statistics
 import tempfile
 import time
@@ -125,7 +133,9 @@ def _percentiles(values: list[float]) -> dict:
             "max_ms": round(values[-1] * 1000, 1), "mean_ms": round(statistics.mean(values) * 1000, 1)}
 
 
-def run_once(app, messages: int, pdf: bool, wait: float) -> dict:  # noqa: ANN001
+def run_once(app, messages: int, pdf: bool, wait: float, receiver=None) -> dict:  # noqa: ANN001
+    """One run; with `receiver` (the mail-in process) it is paused while the worker sends and
+    continued after, so the rate is the worker's own, not shared with the report intake."""
     from console.delivery.publish import publish_cycle
     from console.delivery.sender import send_batch
 
@@ -139,6 +149,8 @@ def run_once(app, messages: int, pdf: bool, wait: float) -> dict:  # noqa: ANN00
             .where(Bill.cycle_id == cycle_id, Delivery.channel == "email").order_by(Delivery.id)
         ).all()
     size = int(app.config.get("SEND_BATCH_SIZE", 200))
+    if receiver is not None:
+        receiver.send_signal(signal.SIGSTOP)  # Postfix's deliveries of the reports wait (connected, no greeting)
     started = time.perf_counter()
     cpu = time.process_time()
     sent = 0
@@ -148,10 +160,14 @@ def run_once(app, messages: int, pdf: bool, wait: float) -> dict:  # noqa: ANN00
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu
     # The sender's own CPU time too: on a shared machine the wall-clock rate says more about the load.
-    result = {"pdf": pdf, "messages": len(ids), "sent": sent, "seconds": round(elapsed, 2),
+    result = {"pdf": pdf, "reports": "held while sending" if receiver else "received while sending",
+              "messages": len(ids), "sent": sent, "seconds": round(elapsed, 2),
               "messages_per_second": round(sent / elapsed, 1) if elapsed else None,
               "sender_cpu_seconds": round(cpu, 2),
               "messages_per_sender_cpu_second": round(sent / cpu, 1) if cpu else None}
+    released = time.perf_counter()
+    if receiver is not None:
+        receiver.send_signal(signal.SIGCONT)
     # Confirmations (when reports come back to a receiver of ours).
     deadline = time.monotonic() + wait
     confirmed = 0
@@ -168,10 +184,15 @@ def run_once(app, messages: int, pdf: bool, wait: float) -> dict:  # noqa: ANN00
             .where(Delivery.id.in_(ids), Delivery.status == "confirmed")
         ).all()
     result["confirmed"] = len(rows)
+    if receiver is not None:  # the held reports, all at once: how fast the intake takes them
+        drain = time.perf_counter() - released
+        result["held_reports_confirmed_in_seconds"] = round(drain, 2)
+        result["confirmations_per_second"] = round(len(rows) / drain, 1) if rows else None
     # report arrival at the receiver (confirmed_at = received_at) → committed confirmation
     result["report_to_confirmation"] = _percentiles([(u - c).total_seconds() for _s, c, u in rows if c and u])
-    # send → report received (Postfix delivery + DSN generation + SMTP to the receiver)
-    result["send_to_report"] = _percentiles([(c - s).total_seconds() for s, c, _u in rows if s and c])
+    if receiver is None:
+        # send → report received (Postfix delivery + DSN generation + SMTP to the receiver)
+        result["send_to_report"] = _percentiles([(c - s).total_seconds() for s, c, _u in rows if s and c])
     return result
 
 
@@ -214,8 +235,13 @@ def _start_mailin(app, port: int, folder: Path):  # noqa: ANN001, ANN202
 @click.option("--messages", default=2000, show_default=True)
 @click.option("--pdf", type=click.Choice(["off", "on", "both"]), default="both", show_default=True)
 @click.option("--wait", default=60.0, show_default=True, help="Seconds to wait for the reports.")
+@click.option(
+    "--reports", type=click.Choice(["held", "received", "both"]), default="both", show_default=True,
+    help="held: the receiver is paused until the worker has sent all (the worker's own rate); "
+    "received: the receiver takes the reports while the worker sends (the whole loop on this machine).",
+)
 @with_appcontext
-def bench_email(messages: int, pdf: str, wait: float) -> None:
+def bench_email(messages: int, pdf: str, wait: float, reports: str) -> None:
     """E-mail sending rate of one worker (DSN requested) and the report-to-confirmation latency."""
     app = current_app._get_current_object()
     postfix = receiver = folder = None
@@ -229,11 +255,15 @@ def bench_email(messages: int, pdf: str, wait: float) -> None:
         click.echo(f"loopback Postfix on 127.0.0.1:{postfix.port}, receiver on {receiver.port}")
     try:
         modes = {"off": [False], "on": [True], "both": [False, True]}[pdf]
+        holds = {"held": [True], "received": [False], "both": [True, False]}[reports] if postfix else [False]
         for mode in modes:
-            click.echo(json.dumps(run_once(app, messages, mode, wait), ensure_ascii=False))
+            for hold in holds:
+                result = run_once(app, messages, mode, wait, receiver if hold else None)
+                click.echo(json.dumps(result, ensure_ascii=False))
     finally:
         if postfix is not None:
             postfix.stop()
+            receiver.send_signal(signal.SIGCONT)  # in case a failed run left it paused
             receiver.terminate()
             receiver.wait()
             shutil.rmtree(folder, ignore_errors=True)

@@ -12,7 +12,7 @@ import re
 import secrets
 from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import EmailPolicy
 from typing import Any
 
 from flask import render_template
@@ -47,8 +47,23 @@ class _HeaderClassCache(HeaderRegistry):
         return cls
 
 
-# The SMTP policy (CRLF, headers parsed and folded by the header registry), with the class cache.
-MAIL_POLICY = SMTP.clone(header_factory=_HeaderClassCache())
+_SHORT_PLAIN = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*\Z")  # printable ASCII words, single spaces
+
+
+class _MailPolicy(EmailPolicy):
+    """The SMTP policy (CRLF; headers parsed, checked and folded by the header registry), made
+    cheaper where that work is void: a short value of printable ASCII words (MIME-Version, the
+    Message-ID, our X- headers, most part headers) needs no encoding and no folding, and cannot hold
+    a line break, so it is stored as given and written as is. Anything else (the Subject, the
+    addresses, the Date, long or non-ASCII values) takes the registry's path."""
+
+    def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
+        if isinstance(value, str) and len(name) + 2 + len(value) <= 78 and _SHORT_PLAIN.match(value):
+            return name, value
+        return super().header_store_parse(name, value)
+
+
+MAIL_POLICY = _MailPolicy(linesep="\r\n", header_factory=_HeaderClassCache())
 
 
 def clean_header_text(value: Any, limit: int = 200) -> str:

@@ -29,12 +29,14 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from flask import current_app, has_app_context
+from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from console.billing.document import prefetch_documents
 from console.db import utcnow
+from console.delivery.build_ahead import BuildAhead
 from console.delivery.message import build_message, envelope_sender, message_id_for, new_token, xtext
 from console.delivery.policy import MAX_ATTEMPTS, apply_report, lock_for_write, open_work_item, transition
 from console.models import Bill, Customer, Cycle, Delivery, DeliveryAttempt, ServicePoint
@@ -154,6 +156,26 @@ def _dot_stuffed(message: bytes) -> bytes:
     return data + b".\r\n"
 
 
+def load_batch(session: Session, ids: list[int]) -> tuple[list[Delivery], list]:
+    """The deliveries (in the order of `ids`) with their bills (and lines), customers, cycles and
+    points, in few queries: the message builder then finds them in the session's identity map. The
+    identity map holds objects weakly: keep the second list for the length of the batch."""
+    deliveries = session.scalars(
+        select(Delivery).where(Delivery.id.in_(ids)).execution_options(populate_existing=True)
+    ).all()
+    bill_ids = {d.bill_id for d in deliveries}
+    bills = session.scalars(select(Bill).where(Bill.id.in_(bill_ids)).options(selectinload(Bill.lines))).all()
+    loaded: list = [*deliveries, *bills]
+    loaded += session.scalars(select(Customer).where(Customer.id.in_({d.customer_id for d in deliveries}))).all()
+    loaded += session.scalars(select(Cycle).where(Cycle.id.in_({b.cycle_id for b in bills}))).all()
+    points = {b.service_point_id for b in bills if b.service_point_id}
+    if points:
+        loaded += session.scalars(select(ServicePoint).where(ServicePoint.id.in_(points))).all()
+    prefetch_documents(session, bills)  # deposits and marketing messages of the whole batch
+    by_id = {d.id: d for d in deliveries}
+    return [by_id[i] for i in ids if i in by_id], loaded
+
+
 class Sender:
     """One SMTP connection for a batch; `send_batch` is the whole job."""
 
@@ -249,28 +271,16 @@ class Sender:
             self.session.commit()
 
     # -- preparation -----------------------------------------------------------------------------
-    def load(self, ids: list[int]) -> list[Delivery]:
-        """The deliveries with their bills (and lines), customers, cycles and points, in few queries:
-        the message builder then finds them in the session's identity map."""
-        deliveries = self.session.scalars(
-            select(Delivery).where(Delivery.id.in_(ids)).execution_options(populate_existing=True)
-        ).all()
-        bill_ids = {d.bill_id for d in deliveries}
-        bills = self.session.scalars(
-            select(Bill).where(Bill.id.in_(bill_ids)).options(selectinload(Bill.lines))
-        ).all()
-        # The identity map holds objects weakly: keep them for the length of the batch.
-        self.loaded = [*deliveries, *bills]
-        self.loaded += self.session.scalars(
-            select(Customer).where(Customer.id.in_({d.customer_id for d in deliveries}))
-        ).all()
-        self.loaded += self.session.scalars(select(Cycle).where(Cycle.id.in_({b.cycle_id for b in bills}))).all()
-        points = {b.service_point_id for b in bills if b.service_point_id}
-        if points:
-            self.loaded += self.session.scalars(select(ServicePoint).where(ServicePoint.id.in_(points))).all()
-        prefetch_documents(self.session, bills)  # deposits and marketing messages of the whole batch
-        by_id = {d.id: d for d in deliveries}
-        return [by_id[i] for i in ids if i in by_id]
+    def load(self, ids: list[int], with_documents: bool = True) -> list[Delivery]:
+        """The deliveries; with what their messages are built from unless the builder thread builds."""
+        if not with_documents:
+            self.loaded = self.session.scalars(
+                select(Delivery).where(Delivery.id.in_(ids)).execution_options(populate_existing=True)
+            ).all()
+            found = {d.id: d for d in self.loaded}
+            return [found[i] for i in ids if i in found]
+        deliveries, self.loaded = load_batch(self.session, ids)
+        return deliveries
 
     def prepare(self, deliveries: list[Delivery]) -> dict[int, DeliveryAttempt]:
         """The attempt of each delivery (the unsent one left over, else a new one); commits."""
@@ -317,8 +327,10 @@ class Sender:
         return attempts
 
     # -- one message -----------------------------------------------------------------------------
-    def send_one(self, delivery: Delivery, attempt: DeliveryAttempt) -> str:
-        message = build_message(self.session, delivery, attempt, self.config).as_bytes()
+    def send_one(self, delivery: Delivery, attempt: DeliveryAttempt, message: bytes | None = None) -> str:
+        """One message (built here unless the builder thread made it) over the connection."""
+        if message is None:
+            message = build_message(self.session, delivery, attempt, self.config).as_bytes()
         if self.sqlite or self.session.dirty or self.session.new:
             # Keeps a PDF path a first rendering stored; on SQLite also ends the read transaction, so
             # no snapshot is held across the SMTP exchange (a reader there cannot become a writer).
@@ -408,6 +420,11 @@ class Sender:
         self.counts["temporary"] += 1
 
     # -- the batch -------------------------------------------------------------------------------
+    def _can_build_ahead(self) -> bool:
+        """The builder thread (console/delivery/build_ahead.py) needs a session of its own: a server
+        database the sender's session reaches through an engine (not SQLite, not a test's connection)."""
+        return not self.sqlite and has_app_context() and isinstance(self.session.get_bind(), Engine)
+
     def send_batch(self, delivery_ids: Iterable[int]) -> dict:
         ids = list(dict.fromkeys(int(i) for i in delivery_ids))
         claimed = self.claim(ids)
@@ -421,22 +438,37 @@ class Sender:
                 for delivery in self.load(claimed):
                     self._temporary(delivery, None, f"connect: {exc}")
                 raise
-            deliveries = self.load(claimed)
+            build_ahead = self._can_build_ahead() and len(claimed) > 1
+            deliveries = self.load(claimed, with_documents=not build_ahead)
             attempts = self.prepare(deliveries)
             todo = [d for d in deliveries if d.id in attempts]
+            ahead = None
+            if build_ahead and todo:
+                app = current_app._get_current_object()
+                ahead = BuildAhead(app, [d.id for d in todo], [attempts[d.id].id for d in todo])
+            messages = iter(ahead) if ahead is not None else None
             lost: set[int] = set()
-            for position, delivery in enumerate(todo):
-                if self.renewal_due():
-                    remaining = [d.id for d in todo[position:]]
-                    lost |= set(remaining) - self.renew(remaining)
-                if delivery.id in lost:  # our claim ran out and another sender took it
-                    self.counts["skipped"] += 1
-                    continue
-                try:
-                    self.send_one(delivery, attempts[delivery.id])
-                except ConnectionLost:
-                    self.release([d.id for d in todo[position + 1 :]])
-                    raise
+            try:
+                for position, delivery in enumerate(todo):
+                    message = None
+                    if messages is not None:
+                        built_for, message = next(messages)
+                        if built_for != delivery.id:
+                            raise RuntimeError(f"message built for delivery {built_for}, not {delivery.id}")
+                    if self.renewal_due():
+                        remaining = [d.id for d in todo[position:]]
+                        lost |= set(remaining) - self.renew(remaining)
+                    if delivery.id in lost:  # our claim ran out and another sender took it
+                        self.counts["skipped"] += 1
+                        continue
+                    try:
+                        self.send_one(delivery, attempts[delivery.id], message)
+                    except ConnectionLost:
+                        self.release([d.id for d in todo[position + 1 :]])
+                        raise
+            finally:
+                if ahead is not None:
+                    ahead.close()
         finally:
             self.close()
         return dict(self.counts)
