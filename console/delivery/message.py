@@ -159,7 +159,9 @@ def build_message(
     msg["X-Billpost-Token"] = attempt.token
     msg["X-Billpost-Bill"] = bill.bill_no
     msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(bill_text(bill, customer, portal_url), charset="utf-8")
+    # base64 for both parts: the message stays 7-bit (no 8BITMIME needed from the relay), and the
+    # stdlib skips its trial encodings to choose.
+    msg.set_content(bill_text(bill, customer, portal_url), charset="utf-8", cte="base64")
     if with_html:
         from flask_babel import force_locale
 
@@ -174,7 +176,7 @@ def build_message(
                 portal_url=portal_url,
                 bill_html=render_bill_html(session, bill, "email"),
             )
-        msg.add_alternative(html, subtype="html", charset="utf-8")
+        msg.add_alternative(html, subtype="html", charset="utf-8", cte="base64")
     if customer.attaches_pdf:
         data = bill_pdf_bytes(session, bill)
         if data is not None:
