@@ -53,12 +53,18 @@ _SHORT_PLAIN = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*\Z")  # printable ASCI
 class _MailPolicy(EmailPolicy):
     """The SMTP policy (CRLF; headers parsed, checked and folded by the header registry), made
     cheaper where that work is void: a short value of printable ASCII words (MIME-Version, the
-    Message-ID, our X- headers, most part headers) needs no encoding and no folding, and cannot hold
-    a line break, so it is stored as given and written as is. Anything else (the Subject, the
-    addresses, the Date, long or non-ASCII values) takes the registry's path."""
+    Message-ID, our X- headers) needs no encoding and no folding, and cannot hold a line break, so
+    it is stored as given and written as is. Anything else (the Subject, the addresses, the Date,
+    the Content- headers the MIME code reads back, long or non-ASCII values) takes the registry's
+    path."""
 
     def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
-        if isinstance(value, str) and len(name) + 2 + len(value) <= 78 and _SHORT_PLAIN.match(value):
+        if (
+            isinstance(value, str)
+            and len(name) + 2 + len(value) <= 78
+            and not name.lower().startswith("content-")  # read back often by the MIME code: parse once
+            and _SHORT_PLAIN.match(value)
+        ):
             return name, value
         return super().header_store_parse(name, value)
 
