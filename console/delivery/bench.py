@@ -196,6 +196,17 @@ def run_once(app, messages: int, pdf: bool, wait: float, receiver=None) -> dict:
     return result
 
 
+def _summary(results: list[dict]) -> dict:
+    """Median (and range) over runs of one kind."""
+    rates = sorted(r["messages_per_second"] for r in results)
+    cpu = sorted(r["messages_per_sender_cpu_second"] for r in results)
+    latency = sorted(r["report_to_confirmation"].get("p50_ms", 0) for r in results)
+    return {"summary": f"{len(results)} runs", "pdf": results[0]["pdf"], "reports": results[0]["reports"],
+            "messages_per_second_median": statistics.median(rates), "min": rates[0], "max": rates[-1],
+            "messages_per_sender_cpu_second_median": statistics.median(cpu),
+            "report_to_confirmation_p50_ms_median": statistics.median(latency)}
+
+
 def _start_mailin(app, port: int, folder: Path):  # noqa: ANN001, ANN202
     """`console mailin` in a process of its own (as in production), receiving on `port`."""
     import os
@@ -214,11 +225,12 @@ def _start_mailin(app, port: int, folder: Path):  # noqa: ANN001, ANN202
         SMTP_HOST="127.0.0.1",  # no demo sandbox
         BOUNCE_DOMAIN=app.config["BOUNCE_DOMAIN"],
     )
-    log = open(folder / "mailin.log", "wb")  # noqa: SIM115 - closed with the folder
+    log = open(folder / "mailin.log", "wb")  # noqa: SIM115 - closed when the receiver is stopped
     process = subprocess.Popen(
         [sys.executable, "-c", "from console.cli import main; main()", "mailin"], env=env, stdout=log, stderr=log
     )
     process.port = port
+    process.log = log
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -226,6 +238,7 @@ def _start_mailin(app, port: int, folder: Path):  # noqa: ANN001, ANN202
             return process
         except OSError:
             if process.poll() is not None:
+                log.close()
                 raise click.ClickException((folder / "mailin.log").read_text()[-2000:]) from None
             time.sleep(0.2)
     raise click.ClickException("mail-in receiver did not start")
@@ -240,8 +253,9 @@ def _start_mailin(app, port: int, folder: Path):  # noqa: ANN001, ANN202
     help="held: the receiver is paused until the worker has sent all (the worker's own rate); "
     "received: the receiver takes the reports while the worker sends (the whole loop on this machine).",
 )
+@click.option("--runs", default=1, show_default=True, help="Runs of each kind, then their median (a shared machine varies).")
 @with_appcontext
-def bench_email(messages: int, pdf: str, wait: float, reports: str) -> None:
+def bench_email(messages: int, pdf: str, wait: float, reports: str, runs: int) -> None:
     """E-mail sending rate of one worker (DSN requested) and the report-to-confirmation latency."""
     app = current_app._get_current_object()
     postfix = receiver = folder = None
@@ -258,12 +272,17 @@ def bench_email(messages: int, pdf: str, wait: float, reports: str) -> None:
         holds = {"held": [True], "received": [False], "both": [True, False]}[reports] if postfix else [False]
         for mode in modes:
             for hold in holds:
-                result = run_once(app, messages, mode, wait, receiver if hold else None)
-                click.echo(json.dumps(result, ensure_ascii=False))
+                results = []
+                for _ in range(max(1, runs)):
+                    results.append(run_once(app, messages, mode, wait, receiver if hold else None))
+                    click.echo(json.dumps(results[-1], ensure_ascii=False))
+                if len(results) > 1:
+                    click.echo(json.dumps(_summary(results), ensure_ascii=False))
     finally:
         if postfix is not None:
             postfix.stop()
             receiver.send_signal(signal.SIGCONT)  # in case a failed run left it paused
             receiver.terminate()
             receiver.wait()
+            receiver.log.close()
             shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,28 @@
+"""`console bench email` end to end on a few messages (its figures are for the issue note, never
+asserted as times): both modes, the receiver paused then continued, every message confirmed."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+pytestmark = pytest.mark.postfix
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the loopback Postfix runs as root")
+def test_bench_email_runs_both_modes_and_confirms_everything(committed_app):
+    committed_app.config.update(SMTP_HOST="")
+    result = committed_app.test_cli_runner().invoke(
+        args=["bench", "email", "--messages", "4", "--pdf", "off", "--reports", "both", "--runs", "2", "--wait", "60"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    runs = [line for line in lines if "summary" not in line]
+    summaries = [line for line in lines if "summary" in line]
+    assert [r["reports"] for r in runs] == ["held while sending"] * 2 + ["received while sending"] * 2
+    assert all(r["sent"] == 4 and r["confirmed"] == 4 for r in runs)
+    assert all(r["messages_per_second"] > 0 and r["report_to_confirmation"]["p50_ms"] >= 0 for r in runs)
+    assert "send_to_report" in runs[-1] and "confirmations_per_second" in runs[0]
+    assert [s["summary"] for s in summaries] == ["2 runs", "2 runs"]
