@@ -78,8 +78,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         _sqlite_proper_transactions(engine)
-        return engine
-    engine = create_engine(url, **kwargs)
+    else:
+        engine = create_engine(url, **kwargs)
     _ping_connections_that_sat_idle(engine)
     return engine
 
