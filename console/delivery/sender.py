@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from flask import current_app, has_app_context
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Connection, Engine, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -193,6 +193,7 @@ class Sender:
         self.smtp: smtplib.SMTP | None = None
         self.dsn = False
         self.pipelining = False
+        self.autocommit: Connection | None = None  # see _record_sent
         self.lease = timedelta(seconds=int(config.get("DELIVERY_LEASE_SECONDS", 300)))
         self.claim_id = uuid.uuid4().hex
         self.renewed_at: datetime | None = None
@@ -209,6 +210,9 @@ class Sender:
         return self.smtp
 
     def close(self) -> None:
+        if self.autocommit is not None:
+            self.autocommit.close()
+            self.autocommit = None
         if self.smtp is not None:
             try:
                 self.smtp.quit()
@@ -371,8 +375,10 @@ class Sender:
 
     def _record_sent(self, delivery: Delivery, attempt: DeliveryAttempt, reply: str) -> None:
         """The server took the message: sent_at and its reply on the attempt, the delivery `sent` with
-        its confirmation deadline (if still queued for this attempt), committed. Two plain UPDATEs,
-        not the unit of work: this runs once per message."""
+        its confirmation deadline (if still queued for this attempt), committed. This runs once per
+        message, so it is plain SQL, not the unit of work: on PostgreSQL one statement (the attempt's
+        UPDATE as a CTE of the delivery's) on an autocommit connection, a single round trip; else
+        two UPDATEs and a COMMIT in the session."""
         sent_at = self.now()
         attempts, deliveries = DeliveryAttempt.__table__, Delivery.__table__
         values = {
@@ -381,26 +387,37 @@ class Sender:
             "claimed_until": None,
             "claimed_by": None,
             "last_error": None,
+            "updated_at": sent_at,  # explicit: the column's onupdate is not applied under a DML CTE
         }
-        connection = self.session.connection()
-        connection.execute(
-            update(attempts).where(attempts.c.id == attempt.id).values(sent_at=sent_at, smtp_response=reply)
+        attempt_sent = update(attempts).where(attempts.c.id == attempt.id).values(sent_at=sent_at, smtp_response=reply)
+        delivery_sent = update(deliveries).where(
+            deliveries.c.status == "queued", deliveries.c.attempts_made == attempt.attempt_no
         )
-        moved = connection.execute(
-            update(deliveries)
-            .where(
-                deliveries.c.id == delivery.id,
-                deliveries.c.status == "queued",
-                deliveries.c.attempts_made == attempt.attempt_no,
-            )
-            .values(**values)
-        ).rowcount
-        self.session.commit()
+        if self._may_open_connections():
+            done = attempt_sent.returning(attempts.c.delivery_id).cte("attempt_sent")
+            statement = delivery_sent.where(deliveries.c.id == select(done.c.delivery_id).scalar_subquery())
+            moved = self._autocommit().execute(statement.values(**values)).rowcount
+        else:
+            connection = self.session.connection()
+            connection.execute(attempt_sent)
+            moved = connection.execute(delivery_sent.where(deliveries.c.id == delivery.id).values(**values)).rowcount
+            self.session.commit()
         set_committed_value(attempt, "sent_at", sent_at)
         set_committed_value(attempt, "smtp_response", reply)
         if moved == 1:  # else confirmed (the customer opened the bill on the web page) or cancelled meanwhile
             for column, value in values.items():
                 set_committed_value(delivery, column, value)
+
+    def _may_open_connections(self) -> bool:
+        """The autocommit connection and the builder thread's session are connections of their own:
+        on a server database (not SQLite) the sender's session reaches through an engine (a test's
+        session, bound to one open transaction, does not)."""
+        return not self.sqlite and isinstance(self.session.get_bind(), Engine)
+
+    def _autocommit(self) -> Connection:
+        if self.autocommit is None:
+            self.autocommit = self.session.get_bind().connect().execution_options(isolation_level="AUTOCOMMIT")
+        return self.autocommit
 
     def _temporary(self, delivery: Delivery, attempt: DeliveryAttempt | None, error: str) -> None:
         """A 4xx or a lost connection: the delivery stays queued, retried after a back-off; the
@@ -420,11 +437,6 @@ class Sender:
         self.counts["temporary"] += 1
 
     # -- the batch -------------------------------------------------------------------------------
-    def _can_build_ahead(self) -> bool:
-        """The builder thread (console/delivery/build_ahead.py) needs a session of its own: a server
-        database the sender's session reaches through an engine (not SQLite, not a test's connection)."""
-        return not self.sqlite and has_app_context() and isinstance(self.session.get_bind(), Engine)
-
     def send_batch(self, delivery_ids: Iterable[int]) -> dict:
         ids = list(dict.fromkeys(int(i) for i in delivery_ids))
         claimed = self.claim(ids)
@@ -438,7 +450,7 @@ class Sender:
                 for delivery in self.load(claimed):
                     self._temporary(delivery, None, f"connect: {exc}")
                 raise
-            build_ahead = self._can_build_ahead() and len(claimed) > 1
+            build_ahead = self._may_open_connections() and has_app_context() and len(claimed) > 1
             deliveries = self.load(claimed, with_documents=not build_ahead)
             attempts = self.prepare(deliveries)
             todo = [d for d in deliveries if d.id in attempts]

@@ -205,3 +205,35 @@ def test_two_sweepers_at_once_resend_once(committed):
     rows = session.scalars(select(Delivery).where(Delivery.id.in_(ids))).all()
     assert {(d.status, d.attempts_made) for d in rows} == {("queued", 1)}
     session.close()
+
+
+def test_the_sent_record_is_one_atomic_write_and_spares_a_settled_delivery(committed):
+    """On PostgreSQL one statement on an autocommit connection, on SQLite two UPDATEs in one
+    transaction: the attempt always gets sent_at; the delivery becomes `sent` only if still queued
+    for this attempt (here the second was confirmed meanwhile, by the customer on the web page)."""
+    from sqlalchemy import update
+
+    from console.delivery.sender import Sender
+
+    app = committed
+    factory = app.extensions["billpost.session_factory"]
+    setup = factory()
+    ids = [d.id for _ in range(2) for d in _publish(setup)]
+    setup.close()
+    with factory() as session, app.app_context():
+        sender = Sender(session, app.config)
+        deliveries = sender.load(sender.claim(ids))
+        attempts = sender.prepare(deliveries)
+        with factory() as web:
+            web.execute(update(Delivery).where(Delivery.id == ids[1]).values(status="confirmed", confirmed_by="portal_open"))
+            web.commit()
+        for delivery in deliveries:
+            sender._record_sent(delivery, attempts[delivery.id], "250 2.0.0 Ok: queued")
+        sender.close()
+    with factory() as check:
+        sent, settled = (check.get(Delivery, i) for i in ids)
+        assert sent.status == "sent" and sent.confirm_due_at is not None and sent.claimed_by is None
+        assert settled.status == "confirmed" and settled.confirmed_by == "portal_open"
+        for delivery_id in ids:
+            attempt = check.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery_id)).one()
+            assert attempt.sent_at is not None and attempt.smtp_response == "250 2.0.0 Ok: queued"
