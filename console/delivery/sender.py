@@ -26,8 +26,9 @@ import re
 import smtplib
 import ssl
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from flask import current_app, has_app_context
 from sqlalchemy import Connection, Engine, or_, select, update
@@ -82,6 +83,7 @@ class ConnectionLost(Exception):
 
 
 Reply = tuple[str, int, bytes]  # the stage that answered last (MAIL, RCPT or DATA), its code and text
+Ready = tuple[Delivery, DeliveryAttempt, bytes]  # a message to send, with its delivery and attempt
 
 
 def stepwise_transaction(
@@ -106,16 +108,8 @@ def stepwise_transaction(
     return "DATA", code, text
 
 
-def pipelined_transaction(
-    smtp: smtplib.SMTP,
-    sender: str,
-    mail_options: list[str],
-    rcpt: str,
-    rcpt_options: list[str],
-    message: bytes,
-) -> Reply:
-    """RFC 2920 PIPELINING (when the server offers it): MAIL, RCPT and DATA go out in one write and
-    their three replies are read after; then the content. Two round trips per message, not four."""
+def envelope_commands(sender: str, mail_options: list[str], rcpt: str, rcpt_options: list[str]) -> bytes:
+    """MAIL, RCPT and DATA in one write (RFC 2920 PIPELINING); their replies are read after."""
     commands = (
         f"MAIL FROM:{smtplib.quoteaddr(sender)}{_options(mail_options)}\r\n"
         f"RCPT TO:{smtplib.quoteaddr(rcpt)}{_options(rcpt_options)}\r\n"
@@ -123,10 +117,13 @@ def pipelined_transaction(
     )
     if commands.count("\n") != 3 or commands.count("\r") != 3:
         raise ValueError("a line break in an envelope value")  # parse_address and xtext rule it out
-    smtp.send(commands)
-    (mail_code, mail_text), (rcpt_code, rcpt_text), (data_code, data_text) = (
-        smtp.getreply() for _ in range(3)
-    )
+    return commands.encode("ascii")
+
+
+def envelope_refusal(smtp: smtplib.SMTP) -> Reply | None:
+    """Read the three replies to `envelope_commands`: None when the server waits for the content
+    (354), else the refusal."""
+    (mail_code, mail_text), (rcpt_code, rcpt_text), (data_code, data_text) = (smtp.getreply() for _ in range(3))
     if data_code == 354 and (mail_code != 250 or rcpt_code not in (250, 251)):
         # A server must refuse DATA when no recipient was accepted; if one does not, end the
         # message at once: it has no recipient to go to.
@@ -138,9 +135,7 @@ def pipelined_transaction(
         return "RCPT", rcpt_code, rcpt_text
     if data_code != 354:
         return "DATA", data_code, data_text
-    smtp.send(_dot_stuffed(message))
-    code, text = smtp.getreply()
-    return "DATA", code, text
+    return None
 
 
 def _options(options: list[str]) -> str:
@@ -193,6 +188,7 @@ class Sender:
         self.smtp: smtplib.SMTP | None = None
         self.dsn = False
         self.pipelining = False
+        self.awaiting_content = False  # a 354 was read and the content has not gone out yet
         self.autocommit: Connection | None = None  # see _record_sent
         self.lease = timedelta(seconds=int(config.get("DELIVERY_LEASE_SECONDS", 300)))
         self.claim_id = uuid.uuid4().hex
@@ -214,11 +210,17 @@ class Sender:
             self.autocommit.close()
             self.autocommit = None
         if self.smtp is not None:
-            try:
-                self.smtp.quit()
-            except (smtplib.SMTPException, OSError):
+            if self.awaiting_content:
+                # Stopped between a 354 and the content (a failed build, say): a QUIT would be read
+                # as content; dropping the connection discards the unfinished message.
                 self.smtp.close()
+            else:
+                try:
+                    self.smtp.quit()
+                except (smtplib.SMTPException, OSError):
+                    self.smtp.close()
             self.smtp = None
+            self.awaiting_content = False
 
     # -- claims ----------------------------------------------------------------------------------
     def claim(self, ids: list[int]) -> list[int]:
@@ -330,35 +332,68 @@ class Sender:
         self.session.commit()  # every attempt (token, ENVID, Message-ID) on record before any SMTP
         return attempts
 
-    # -- one message -----------------------------------------------------------------------------
-    def send_one(self, delivery: Delivery, attempt: DeliveryAttempt, message: bytes | None = None) -> str:
-        """One message (built here unless the builder thread made it) over the connection."""
-        if message is None:
-            message = build_message(self.session, delivery, attempt, self.config).as_bytes()
-        if self.sqlite or self.session.dirty or self.session.new:
-            # Keeps a PDF path a first rendering stored; on SQLite also ends the read transaction, so
-            # no snapshot is held across the SMTP exchange (a reader there cannot become a writer).
-            self.session.commit()
-        smtp = self._connection()
+    # -- the SMTP exchange ------------------------------------------------------------------------
+    def _envelope(self, delivery: Delivery, attempt: DeliveryAttempt) -> tuple[str, list[str], str, list[str]]:
+        """Envelope sender (VERP), MAIL options, recipient, RCPT options (DSN when offered)."""
         sender = envelope_sender(attempt.token, self.config["BOUNCE_DOMAIN"])
-        mail_options: list[str] = []
-        rcpt_options: list[str] = []
-        if self.dsn:
-            mail_options = ["RET=HDRS", f"ENVID={xtext(attempt.envid)}"]
-            rcpt_options = ["NOTIFY=SUCCESS,FAILURE,DELAY", f"ORCPT=rfc822;{xtext(delivery.address)}"]
-        transaction = pipelined_transaction if self.pipelining else stepwise_transaction
-        try:
-            stage, code, text = transaction(smtp, sender, mail_options, delivery.address, rcpt_options, message)
-        except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            # Lost in the middle: the server may or may not have taken it (the in-flight window).
-            self.smtp = None
-            self._temporary(delivery, attempt, f"connection lost: {exc}")
-            raise ConnectionLost(str(exc)) from exc
-        if code != 250:
+        if not self.dsn:
+            return sender, [], delivery.address, []
+        return (
+            sender,
+            ["RET=HDRS", f"ENVID={xtext(attempt.envid)}"],
+            delivery.address,
+            ["NOTIFY=SUCCESS,FAILURE,DELAY", f"ORCPT=rfc822;{xtext(delivery.address)}"],
+        )
+
+    def _send_stepwise(self, ready: Iterator[Ready]) -> None:
+        """Without PIPELINING: MAIL, RCPT, DATA, content, each waiting for its reply."""
+        for delivery, attempt, message in ready:
+            smtp = self._connection()
             try:
-                smtp.rset()
-            except (smtplib.SMTPException, OSError):
-                self.close()
+                stage, code, text = stepwise_transaction(smtp, *self._envelope(delivery, attempt), message)
+            except (smtplib.SMTPServerDisconnected, OSError) as exc:
+                self._connection_lost(delivery, attempt, exc)
+            if code != 250:
+                self._rset()
+            self._settle(delivery, attempt, stage, code, text)
+
+    def _send_pipelined(self, ready: Iterator[Ready]) -> None:
+        """With PIPELINING (RFC 2920): the next message's MAIL, RCPT and DATA go out in the same write
+        as this message's content, so the server handles that envelope while this message's result
+        is committed. One round trip per message. The next message's content goes out only after
+        this one is on record: the at-least-once window stays the one message in flight."""
+        smtp = self._connection()
+        current = next(ready, None)
+        announced = False  # current's envelope already went out (with the previous content)
+        while current is not None:
+            delivery, attempt, message = current
+            try:
+                if not announced:
+                    smtp.send(envelope_commands(*self._envelope(delivery, attempt)))
+                refusal = envelope_refusal(smtp)
+            except (smtplib.SMTPServerDisconnected, OSError) as exc:
+                self._connection_lost(delivery, attempt, exc)
+            if refusal is not None:
+                self._rset()  # the refused transaction is cleared before the next envelope
+                self._settle(delivery, attempt, *refusal)
+                current, announced = next(ready, None), False
+                continue
+            self.awaiting_content = True
+            following = next(ready, None)  # built and its claim checked before this content goes out
+            try:
+                more = envelope_commands(*self._envelope(*following[:2])) if following is not None else b""
+                smtp.send(_dot_stuffed(message) + more)
+                self.awaiting_content = False
+                code, text = smtp.getreply()
+            except (smtplib.SMTPServerDisconnected, OSError) as exc:
+                self._connection_lost(delivery, attempt, exc)
+            # No RSET after a refused content: the server has ended that transaction itself, and
+            # the next envelope is already in its hands.
+            self._settle(delivery, attempt, "DATA", code, text)
+            current, announced = following, following is not None
+
+    def _settle(self, delivery: Delivery, attempt: DeliveryAttempt, stage: str, code: int, text: bytes | str) -> str:
+        """The server's last word on one message: taken (sent), refused for good (5xx), or not now."""
         reply = _reply(code, text)
         if code == 250:
             self._record_sent(delivery, attempt, reply)
@@ -372,6 +407,21 @@ class Sender:
             return "refused"
         self._temporary(delivery, attempt, f"{stage}: {reply}")
         return "temporary"
+
+    def _rset(self) -> None:
+        try:
+            self.smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            self.close()
+
+    def _connection_lost(self, delivery: Delivery, attempt: DeliveryAttempt, exc: Exception) -> NoReturn:
+        """Lost in the middle: the server may or may not have taken the message (the in-flight window)."""
+        if self.smtp is not None:
+            self.smtp.close()
+        self.smtp = None
+        self.awaiting_content = False
+        self._temporary(delivery, attempt, f"connection lost: {exc}")
+        raise ConnectionLost(str(exc)) from exc
 
     def _record_sent(self, delivery: Delivery, attempt: DeliveryAttempt, reply: str) -> None:
         """The server took the message: sent_at and its reply on the attempt, the delivery `sent` with
@@ -437,6 +487,34 @@ class Sender:
         self.counts["temporary"] += 1
 
     # -- the batch -------------------------------------------------------------------------------
+    def _ready(
+        self, todo: list[Delivery], attempts: dict[int, DeliveryAttempt], messages: Iterator | None
+    ) -> Iterator[Ready]:
+        """The batch's messages to send, in order, each built (here unless the builder thread did)
+        and still ours: the lease is renewed as the batch goes on, and a delivery whose claim ran
+        out and another sender took is skipped."""
+        lost: set[int] = set()
+        for position, delivery in enumerate(todo):
+            message = None
+            if messages is not None:
+                built_for, message = next(messages)
+                if built_for != delivery.id:
+                    raise RuntimeError(f"message built for delivery {built_for}, not {delivery.id}")
+            if self.renewal_due():
+                remaining = [d.id for d in todo[position:]]
+                lost |= set(remaining) - self.renew(remaining)
+            if delivery.id in lost:
+                self.counts["skipped"] += 1
+                continue
+            attempt = attempts[delivery.id]
+            if message is None:
+                message = build_message(self.session, delivery, attempt, self.config).as_bytes()
+            if self.sqlite or self.session.dirty or self.session.new:
+                # Keeps a PDF path a first rendering stored; on SQLite also ends the read transaction,
+                # so no snapshot is held across the SMTP exchange (a reader there cannot become a writer).
+                self.session.commit()
+            yield delivery, attempt, message
+
     def send_batch(self, delivery_ids: Iterable[int]) -> dict:
         ids = list(dict.fromkeys(int(i) for i in delivery_ids))
         claimed = self.claim(ids)
@@ -459,25 +537,12 @@ class Sender:
                 app = current_app._get_current_object()
                 ahead = BuildAhead(app, [d.id for d in todo], [attempts[d.id].id for d in todo])
             messages = iter(ahead) if ahead is not None else None
-            lost: set[int] = set()
             try:
-                for position, delivery in enumerate(todo):
-                    message = None
-                    if messages is not None:
-                        built_for, message = next(messages)
-                        if built_for != delivery.id:
-                            raise RuntimeError(f"message built for delivery {built_for}, not {delivery.id}")
-                    if self.renewal_due():
-                        remaining = [d.id for d in todo[position:]]
-                        lost |= set(remaining) - self.renew(remaining)
-                    if delivery.id in lost:  # our claim ran out and another sender took it
-                        self.counts["skipped"] += 1
-                        continue
-                    try:
-                        self.send_one(delivery, attempts[delivery.id], message)
-                    except ConnectionLost:
-                        self.release([d.id for d in todo[position + 1 :]])
-                        raise
+                ready = self._ready(todo, attempts, messages)
+                (self._send_pipelined if self.pipelining else self._send_stepwise)(ready)
+            except ConnectionLost:
+                self.release([d.id for d in todo])  # those neither sent nor backing off: the retry takes them
+                raise
             finally:
                 if ahead is not None:
                     ahead.close()
