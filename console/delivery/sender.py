@@ -362,28 +362,29 @@ class Sender:
         as this message's content, so the server handles that envelope while this message's result
         is committed. One round trip per message. The next message's content goes out only after
         this one is on record: the at-least-once window stays the one message in flight."""
-        smtp = self._connection()
         current = next(ready, None)
         announced = False  # current's envelope already went out (with the previous content)
         while current is not None:
             delivery, attempt, message = current
+            smtp = self._connection()  # the same one unless a failed RSET closed it (then not announced)
             try:
                 if not announced:
                     smtp.send(envelope_commands(*self._envelope(delivery, attempt)))
                 refusal = envelope_refusal(smtp)
             except (smtplib.SMTPServerDisconnected, OSError) as exc:
                 self._connection_lost(delivery, attempt, exc)
+            self.awaiting_content = refusal is None
             if refusal is not None:
                 self._rset()  # the refused transaction is cleared before the next envelope
                 self._settle(delivery, attempt, *refusal)
                 current, announced = next(ready, None), False
                 continue
-            self.awaiting_content = True
             following = next(ready, None)  # built and its claim checked before this content goes out
             try:
                 more = envelope_commands(*self._envelope(*following[:2])) if following is not None else b""
                 smtp.send(_dot_stuffed(message) + more)
-                self.awaiting_content = False
+                # If its envelope is accepted, the server will wait for the following content.
+                self.awaiting_content = following is not None
                 code, text = smtp.getreply()
             except (smtplib.SMTPServerDisconnected, OSError) as exc:
                 self._connection_lost(delivery, attempt, exc)
