@@ -26,8 +26,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["billpost.engine"] = engine
     app.extensions["billpost.session_factory"] = app.config.get("SESSION_FACTORY") or make_session_factory(engine)
 
-    from console import i18n, web
+    from console import i18n, logs, web
 
+    logs.init_app(app)  # first: every later hook's log lines carry the request id
     i18n.init_app(app)
     web.init_app(app)
     _register_blueprints(app)

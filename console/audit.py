@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from console.models import AuditEvent, ContactRecord
@@ -54,6 +55,7 @@ def record_audit(
         remote_addr=actor.remote_addr,
     )
     session.add(event)
+    _queue_security_line(session, actor, action, entity_type, entity_id)
     return event
 
 
@@ -78,18 +80,68 @@ def record_contact(
     return record
 
 
-def _escape(text: Any) -> str:
-    return str(text).replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+# Audit actions that are also security events: written to the security log once the unit of work
+# that recorded them commits (a rolled-back change was never made, so it is never logged).
+SECURITY_ACTIONS = {
+    "user.password": "password_changed",
+    "portal.password": "password_changed",
+    "portal.password_reset": "password_changed",
+    "customer.email": "contact_changed",
+    "customer.channels": "contact_changed",
+    "customer.delivery_wishes": "contact_changed",
+    "recipient.add": "contact_changed",
+    "recipient.address": "contact_changed",
+    "recipient.update": "contact_changed",
+    "cycle.publish": "publish",
+    "user.create": "user_created",
+    "user.roles": "roles_changed",
+}
+
+
+def _security_event_for(action: str) -> str | None:
+    if action.startswith("import."):
+        return "import"
+    return SECURITY_ACTIONS.get(action)
+
+
+def _queue_security_line(session: Session, actor: Actor, action: str, entity_type: str, entity_id: Any) -> None:
+    event = _security_event_for(action)
+    if event is None:
+        return
+    pending = session.info.setdefault("billpost.security_lines", [])
+    pending.append((event, actor.label, f"{action} {entity_type}={entity_id}", actor.remote_addr))
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _write_security_lines(session: Session) -> None:
+    for event, who, detail, remote_addr in session.info.pop("billpost.security_lines", []):
+        log_security_event(event, who, detail, remote_addr)
+
+
+@sa_event.listens_for(Session, "after_soft_rollback")
+def _drop_security_lines(session: Session, previous_transaction: Any) -> None:
+    if previous_transaction.parent is None:  # the whole unit of work, not a savepoint
+        session.info.pop("billpost.security_lines", None)
+
+
+def _client_address() -> str | None:
+    from flask import has_request_context, request
+
+    return request.remote_addr if has_request_context() else None
 
 
 def log_security_event(event: str, who: Any, detail: Any = "", remote_addr: str | None = None) -> None:
-    """Logins, failures, refusals, password and contact changes; CR/LF in input escaped."""
-    if remote_addr is None:
-        try:
-            from flask import request
+    """One line of the security log: sign-ins, failures, sign-outs, refusals, password and contact
+    changes, imports, publishing. User, address and detail have CR/LF escaped; the line's UTC time
+    and request id come from the one logging set-up (console.logs), which also masks ID numbers."""
+    from console.logs import current_request_id, escape
 
-            remote_addr = request.remote_addr
-        except RuntimeError:
-            remote_addr = None
+    if remote_addr is None:
+        remote_addr = _client_address()
     name = getattr(who, "username", None) or getattr(who, "account_no", None) or who
-    security_log.info("%s user=%s addr=%s detail=%s", event, _escape(name), _escape(remote_addr), _escape(detail))
+    fields = {"event": event, "user": escape(name), "addr": remote_addr, "request_id": current_request_id(),
+              "detail": escape(detail)}
+    security_log.info(
+        "%s user=%s addr=%s detail=%s", event, escape(name), escape(remote_addr or "-"), escape(detail),
+        extra={"security": fields},
+    )

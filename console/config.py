@@ -98,4 +98,11 @@ def from_environment() -> dict:
         "SANDBOX_PORT": int(os.environ.get("SANDBOX_PORT", "2525")),
         "SANDBOX_FAIL_PATTERN": os.environ.get("SANDBOX_FAIL_PATTERN", r"bounce|fail|nosuch"),
         "SANDBOX_SILENT_PATTERN": os.environ.get("SANDBOX_SILENT_PATTERN", r"silent"),
+        # Logging (console.logs): "json" for one JSON object a line, else plain text; the level of billpost.*.
+        "LOG_FORMAT": os.environ.get("LOG_FORMAT", "text"),
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
+        # Reverse proxies in front of the web process whose X-Forwarded-* headers are believed (0: none).
+        "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", "0")),
+        # Largest CSV upload on the admin page; larger ones get 413 (the command line reads files of any size).
+        "IMPORT_MAX_BYTES": int(os.environ.get("IMPORT_MAX_BYTES", str(64 * 1024 * 1024))),
     }

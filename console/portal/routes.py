@@ -65,6 +65,10 @@ def is_customer(user: object) -> bool:
 
 
 def _to_login() -> Response:
+    if request.method not in ("GET", "HEAD"):  # a form sent after the session ended keeps its input
+        from console.web.expiry import expired_response
+
+        return expired_response("signed_out", 401)
     target = url_for("portal.login")
     if request.headers.get("HX-Request") == "true":
         response = Response(status=401)
@@ -135,11 +139,11 @@ def _identifier() -> str:
 
 
 def _account_key() -> str:
-    return "portal-acct:" + services.throttle_key(_secret(), _identifier())
+    return "portal-acct:" + services.throttle_key(db(), _secret(), _identifier())
 
 
 def _address_key() -> str:
-    return "portal-addr:" + (get_remote_address() or "")
+    return "portal-addr:" + (get_remote_address() or "")  # behind ProxyFix (TRUSTED_PROXIES): the client's
 
 
 def _failed(response: Response) -> bool:
@@ -278,8 +282,9 @@ def _complete(purpose: str):  # noqa: ANN202
         log_security_event(f"portal_{purpose}_failed", services.mask_identifier(identifier), exc.field)
         errors = {exc.field: _translate_problem(exc.message)}
         return render_template(template, step="code", identifier=identifier, errors=errors), 422
-    db().commit()
-    log_security_event(f"portal_{purpose}_done", account)
+    db().commit()  # a reset's password_changed line is written by this commit (console.audit)
+    if purpose == "register":
+        log_security_event("portal_register_done", account)
     flash(_("Done. Please sign in with your new password."))
     return redirect(url_for("portal.login"))
 
@@ -392,8 +397,7 @@ def change_password():
             log_security_event("portal_password_change_failed", account, exc.field)
             errors[exc.field] = _translate_problem(exc.message)
         else:
-            db().commit()
-            log_security_event("portal_password_changed", account)
+            db().commit()  # the security log's password_changed line is written by this commit
             session.clear()
             login_user(account)  # this session goes on with the new token; every other one ends
             flash(_("Password changed. Your other sessions have been signed out."))

@@ -78,9 +78,23 @@ def id_digest(secret: str, id_number: str) -> str:
     return _digest(secret, "id", id_number.upper())
 
 
-def throttle_key(secret: str, identifier: str) -> str:
-    """A per-account throttle key that never carries the identifier itself (Redis holds it)."""
+def throttle_key(session: Session, secret: str, identifier: str) -> str:
+    """The per-customer throttle key for whatever identifier was typed: the account number and the
+    ID-card number of one customer share one budget (resolved as sign-in and registration resolve
+    them); an unknown identifier keeps a key of its own. The key is a digest, so Redis never holds
+    the identifier, and it is never shown, so it tells nobody whether the identifier exists."""
+    customer_id = _customer_id_for(session, secret, identifier)
+    if customer_id is not None:
+        return _digest(secret, "throttle-customer", customer_id)[:32]
     return _digest(secret, "throttle", normalize_identifier(identifier).upper())[:32]
+
+
+def _customer_id_for(session: Session, secret: str, identifier: str) -> int | None:
+    account = _account_for(session, secret, identifier)
+    if account is not None:
+        return account.customer_id
+    customer = find_customer(session, identifier)
+    return customer.id if customer is not None else None
 
 
 def find_customer(session: Session, identifier: str) -> Customer | None:
@@ -297,14 +311,22 @@ def complete_registration(
     return account
 
 
+def _account_for(session: Session, secret: str, identifier: str) -> WebAccount | None:
+    """The web account an identifier signs in to: by account number, else by a unique ID-card number."""
+    ident = normalize_identifier(identifier)
+    if not ident:
+        return None
+    account = session.scalar(select(WebAccount).where(WebAccount.username == ident))
+    if account is None and looks_like_id_number(ident):
+        rows = session.scalars(select(WebAccount).where(WebAccount.id_digest == id_digest(secret, ident)).limit(2)).all()
+        account = rows[0] if len(rows) == 1 else None
+    return account
+
+
 def authenticate(session: Session, identifier: str, password: str, secret: str) -> WebAccount | None:
     """The account for an account number (or a unique ID-card number) and password, else None;
     the same password work is spent for unknown names."""
-    ident = normalize_identifier(identifier)
-    account = session.scalar(select(WebAccount).where(WebAccount.username == ident)) if ident else None
-    if account is None and ident and looks_like_id_number(ident):
-        rows = session.scalars(select(WebAccount).where(WebAccount.id_digest == id_digest(secret, ident)).limit(2)).all()
-        account = rows[0] if len(rows) == 1 else None
+    account = _account_for(session, secret, identifier)
     if account is None:
         verify_password(DUMMY_HASH, password)
         return None

@@ -42,13 +42,13 @@ def _safe_next(target: str | None) -> str | None:
 
 @auth_bp.route("/login", methods=["GET", "POST"])
 @limiter.limit("60 per minute", methods=["POST"])  # per address: a whole office signs in at 8:00
-@limiter.limit("10 per minute", methods=["POST"], key_func=lambda: "staff:" + request.form.get("username", "")[:64])
+@limiter.limit("10 per minute", methods=["POST"], key_func=lambda: "staff:" + services.normalize_username(request.form.get("username")))
 def login():
     error = None
     if request.method == "POST":
         user = services.authenticate(db(), request.form.get("username", ""), request.form.get("password", ""))
         if user is None:
-            log_security_event("login_failed", request.form.get("username", ""))
+            log_security_event("login_failed", services.normalize_username(request.form.get("username")))
             error = _("Wrong user name or password.")
         else:
             session.clear()  # a new session at sign-in
@@ -70,6 +70,14 @@ def logout():
     logout_user()
     session.clear()
     return redirect(url_for("auth.login"))
+
+
+@auth_bp.route("/session/token")
+def session_token():
+    """A fresh CSRF token for this session: an expired form is sent again with it (static/session.js)."""
+    from console.web.expiry import session_token as fresh
+
+    return fresh()
 
 
 @auth_bp.route("/language", methods=["POST"])
@@ -108,8 +116,7 @@ def change_password():
             except services.StaffError as exc:
                 error = str(exc)
             else:
-                db().commit()
-                log_security_event("password_changed", user)
+                db().commit()  # the security log's password_changed line is written by this commit
                 session.clear()
                 login_user(user)  # this session goes on with the new token; all others end
                 flash(_("Password changed. Other sessions have been signed out."))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import unicodedata
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,10 +17,17 @@ class StaffError(ValueError):
     pass
 
 
+def normalize_username(text: str | None) -> str:
+    """The one normalisation of a staff user name, for creation, sign-in and the sign-in throttle
+    alike: Unicode NFKC (full-width letters become plain), surrounding whitespace dropped. Whatever
+    is typed, the throttle counts against the name it would sign in as."""
+    return unicodedata.normalize("NFKC", text or "").strip()[:64]
+
+
 def create_user(
     session: Session, username: str, password: str, roles: list[str], actor: Actor, display_name: str = ""
 ) -> User:
-    username = username.strip()
+    username = normalize_username(username)
     if not username:
         raise StaffError("username: required")
     unknown = sorted(set(roles) - set(ROLES))
@@ -44,7 +52,7 @@ def create_user(
 
 
 def authenticate(session: Session, username: str, password: str) -> User | None:
-    user = session.scalar(select(User).where(User.username == username.strip()))
+    user = session.scalar(select(User).where(User.username == normalize_username(username)))
     if user is None:
         verify_password(DUMMY_HASH, password)  # same cost either way
         return None

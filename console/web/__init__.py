@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from flask import Flask, g, request
 from flask_babel import get_locale
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from console.extensions import close_db, csrf, limiter, login_manager
 from console.money import format_yuan
-from console.web import labels, nav
+from console.web import expiry, labels, nav
 from console.web.auth import load_user, unauthorized
 from console.web.htmx import is_fragment_request
 
 
 def init_app(app: Flask) -> None:
+    hops = int(app.config.get("TRUSTED_PROXIES") or 0)
+    if hops > 0:
+        # Behind N trusted proxies the client is the address the first of them saw: throttles and
+        # the security log count clients, not the proxy (which would lock everybody out at once).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     csrf.init_app(app)
+    expiry.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)
     login_manager.user_loader(load_user)

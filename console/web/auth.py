@@ -40,7 +40,13 @@ USER_LOADERS["s"] = _load_staff
 
 
 def unauthorized() -> Response:
-    """htmx requests get HX-Redirect (never a login page swapped into an inbox); others a redirect."""
+    """htmx requests get HX-Redirect (never a login page swapped into an inbox); others a redirect.
+    A form sent after the session ended keeps its input: a notice (htmx) or a page that sends it
+    again after signing in (console.web.expiry)."""
+    if request.method not in ("GET", "HEAD") and request.endpoint != "auth.logout":
+        from console.web.expiry import expired_response
+
+        return expired_response("signed_out", 401)
     target = url_for("auth.login", next=request.full_path if request.method == "GET" else None)
     if request.headers.get("HX-Request") == "true":
         response = Response(status=401)
