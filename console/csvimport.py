@@ -1,4 +1,5 @@
-"""The shared machinery of every CSV import: decoding (UTF-8 with or without BOM, else GBK/GB18030),
+"""The shared machinery of every CSV import: honest decoding (UTF-8 with or without BOM strictly, else
+GBK/GB18030 only when the text is plausibly Chinese, else refused with the line and byte),
 header checks, line-numbered rows, field parsers that report `line N: column: reason`.
 
 Imports are all-or-nothing: a domain importer parses every row first, collects every error, and
@@ -7,14 +8,18 @@ writes nothing unless there is none (raise ImportFailed). See docs/import-format
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
+import charset_normalizer
 from email_validator import EmailNotValidError, validate_email
 
 from console.money import parse_money
@@ -52,19 +57,183 @@ class ImportSummary:
         return f"{prefix}created {self.created}, updated {self.updated}, unchanged {self.unchanged}"
 
 
-def decode(data: bytes) -> tuple[str, str]:
-    """(text, encoding). UTF-8 (BOM or not) first; GB18030, a superset of GBK, second."""
-    if len(data) > MAX_FILE_BYTES:
+Source = bytes | str | os.PathLike | BinaryIO
+_CHUNK = 1024 * 1024
+_SAMPLE = 256 * 1024
+_GB_FAMILY = {"gb18030", "gbk", "gb2312", "hz"}
+_CONVERT_HINT = "save it as CSV UTF-8 (or CSV in GBK/GB18030)"
+
+
+@contextmanager
+def open_source(source: Source) -> Iterator[BinaryIO]:
+    """A seekable binary stream over bytes, a path or an open binary file (left open)."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        yield io.BytesIO(source)
+    elif isinstance(source, str | os.PathLike):
+        with open(source, "rb") as handle:
+            yield handle
+    else:
+        source.seek(0)
+        yield source
+
+
+def _chunks(stream: BinaryIO) -> Iterator[bytes]:
+    stream.seek(0)
+    while chunk := stream.read(_CHUNK):
+        yield chunk
+
+
+def _size(stream: BinaryIO) -> int:
+    stream.seek(0, os.SEEK_END)
+    size = stream.tell()
+    stream.seek(0)
+    return size
+
+
+def _first_error(stream: BinaryIO, encoding: str) -> int | None:
+    """The file offset of the first byte sequence `encoding` cannot decode (strictly), else None.
+    One pass in 1 MB chunks: the file is never held whole."""
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    offset = 0
+    for chunk in _chunks(stream):
+        pending = len(decoder.getstate()[0])  # bytes of a character split across chunks
+        try:
+            decoder.decode(chunk)
+        except UnicodeDecodeError as exc:
+            return offset - pending + exc.start
+        offset += len(chunk)
+    pending = len(decoder.getstate()[0])
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:  # the file ends inside a character
+        return offset - pending + exc.start
+    return None
+
+
+def _line_and_column(stream: BinaryIO, offset: int) -> tuple[int, int]:
+    """(line, byte within the line), both from 1, of a file offset; CRLF, CR and LF each end a line
+    (as the csv module counts them)."""
+    line, line_start, previous = 1, 0, b""
+    position = 0
+    stream.seek(0)
+    while position < offset:
+        chunk = stream.read(min(_CHUNK, offset - position))
+        if not chunk:
+            break
+        lf, cr = chunk.count(b"\n"), chunk.count(b"\r")
+        crlf = chunk.count(b"\r\n") + (1 if previous == b"\r" and chunk[:1] == b"\n" else 0)
+        line += lf + cr - crlf
+        last = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
+        if last >= 0:
+            line_start = position + last + 1
+        previous = chunk[-1:]
+        position += len(chunk)
+    return line, offset - line_start + 1
+
+
+def _looks_utf16(head: bytes) -> bool:
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return True
+    sample = head[:4096]
+    if len(sample) < 4:
+        return False
+    zeros_even, zeros_odd = sample[0::2].count(0), sample[1::2].count(0)
+    return max(zeros_even, zeros_odd) > len(sample) // 4
+
+
+def _damaged_utf8(sample: bytes) -> bool:
+    """Mostly UTF-8 with a few bad sequences (a truncated character, a bad copy): not GBK text that
+    happens to fail. Genuine GBK pairs almost never form valid multi-byte UTF-8 characters."""
+    text = sample.decode("utf-8", "replace")
+    bad = text.count("\ufffd")
+    good = sum(1 for ch in text if ord(ch) > 0x7F and ch != "\ufffd")
+    return good > bad
+
+
+def _gb2312_pair_share(sample: bytes) -> float:
+    """The share of double-byte characters in the GB2312 area (the common simplified characters).
+    Genuine mainland text is nearly all there; Big5 bytes read as GBK land there only about 60 %."""
+    pairs = common = 0
+    i, n = 0, len(sample)
+    while i < n:
+        byte = sample[i]
+        if byte < 0x80:
+            i += 1
+            continue
+        if i + 1 < n and 0x30 <= sample[i + 1] <= 0x39:  # a GB18030 four-byte sequence
+            pairs += 1
+            i += 4
+            continue
+        pairs += 1
+        if 0xA1 <= byte <= 0xF7 and i + 1 < n and 0xA1 <= sample[i + 1] <= 0xFE:
+            common += 1
+        i += 2
+    return common / pairs if pairs else 1.0
+
+
+def _cjk_share(text: str) -> float:
+    wide = [ch for ch in text if ord(ch) > 0x7F]
+    if not wide:
+        return 1.0
+    cjk = sum(1 for ch in wide if "\u4e00" <= ch <= "\u9fff" or "\u3000" <= ch <= "\u303f" or "\uff00" <= ch <= "\uffef")
+    return cjk / len(wide)
+
+
+def plausible_chinese(sample: bytes) -> bool:
+    """GBK/GB18030 only when the text is plausibly Chinese: charset-normalizer counts a GB encoding
+    among its verdicts, nearly every non-ASCII character is a CJK ideograph or CJK punctuation, and
+    the double-byte characters lie where simplified text lies (not where Big5 text read as GBK does)."""
+    try:
+        text = sample.decode("gb18030")
+    except UnicodeDecodeError as exc:  # a sample cut inside a character
+        if exc.start < len(sample) - 4:
+            return False
+        text = sample[: exc.start].decode("gb18030")
+    verdicts = {match.encoding for match in charset_normalizer.from_bytes(sample)}
+    return bool(verdicts & _GB_FAMILY) and _cjk_share(text) >= 0.8 and _gb2312_pair_share(sample) >= 0.8
+
+
+def detect_encoding(stream: BinaryIO) -> str:
+    """"utf-8-sig" or "gb18030" for `stream`, or ImportFailed naming the line and byte of the first
+    undecodable sequence (docs/import-formats.md). Reads the file in chunks; never holds it whole."""
+    head = stream.read(4096)
+    stream.seek(0)
+    if _looks_utf16(head):
+        raise ImportFailed([RowError(1, "file", f"not UTF-8 or GBK/GB18030 text: UTF-16 is not accepted; {_CONVERT_HINT}")])
+    utf8_error = _first_error(stream, "utf-8")
+    if utf8_error is None:
+        return "utf-8-sig"
+    stream.seek(0)
+    sample = stream.read(_SAMPLE)
+    if not _damaged_utf8(sample) and _first_error(stream, "gb18030") is None and plausible_chinese(sample):
+        return "gb18030"
+    line, column = _line_and_column(stream, utf8_error)
+    stream.seek(utf8_error)
+    byte = stream.read(1)[0]
+    big5 = " (it looks like Big5, which is not accepted)" if _looks_big5(sample) else ""
+    raise ImportFailed([RowError(
+        line, "file", f"not UTF-8 or GBK/GB18030 text{big5}: byte {column} of the line is 0x{byte:02X}; {_CONVERT_HINT}",
+    )])
+
+
+def _looks_big5(sample: bytes) -> bool:
+    best = charset_normalizer.from_bytes(sample).best()
+    return best is not None and best.encoding in ("big5", "big5hkscs", "cp950")
+
+
+def decode(data: Source) -> tuple[str, str]:
+    """(text, encoding) of a whole file: UTF-8 (BOM or not) strictly, else GBK/GB18030 when the
+    text is plausibly Chinese, else ImportFailed. For small inputs; imports stream (read_rows)."""
+    with open_source(data) as stream:
+        _check_size(stream)
+        encoding = detect_encoding(stream)
+        stream.seek(0)
+        return stream.read().decode(encoding), ("utf-8" if encoding == "utf-8-sig" else encoding)
+
+
+def _check_size(stream: BinaryIO) -> None:
+    if _size(stream) > MAX_FILE_BYTES:
         raise ImportFailed([RowError(0, "file", f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")])
-    try:
-        return data.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("gb18030"), "gb18030"
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ImportFailed([RowError(line, "file", "not UTF-8 or GBK/GB18030 text")]) from None
 
 
 @dataclass
@@ -94,13 +263,26 @@ class Row:
             return None
 
 
-def read_rows(data: bytes, required: list[str], optional: list[str] = ()) -> Iterator[Row]:  # type: ignore[assignment]
+def read_rows(data: Source, required: list[str], optional: list[str] = ()) -> Iterator[Row]:  # type: ignore[assignment]
     """Rows of a CSV file with a header line; raises ImportFailed for a bad header or encoding.
 
+    `data` is bytes, a path or a seekable binary file: the file is decoded as it is read (one
+    pass to check the encoding, one to parse), never held whole in memory.
     Row errors (too many fields, an over-long field) are put on the row; the caller collects them.
     """
-    text, _encoding = decode(data)
-    reader = csv.reader(io.StringIO(text, newline=""))
+    with open_source(data) as stream:
+        _check_size(stream)
+        encoding = detect_encoding(stream)
+        stream.seek(0)
+        text = io.TextIOWrapper(stream, encoding=encoding, errors="strict", newline="")
+        try:
+            yield from _parse(text, required, optional)
+        finally:
+            text.detach()  # the caller's file stays open (and usable) after parsing
+
+
+def _parse(text: io.TextIOWrapper, required: list[str], optional: list[str]) -> Iterator[Row]:
+    reader = csv.reader(text)
     try:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration:

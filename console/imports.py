@@ -15,23 +15,28 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 from flask import Flask, abort, current_app, request, url_for
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy.orm import Session
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from console.audit import Actor, record_audit
-from console.csvimport import MAX_FILE_BYTES, ImportFailed, ImportSummary, RowError
+from console.csvimport import ImportFailed, ImportSummary, RowError, Source
 
-ImportFunc = Callable[[Session, bytes, Actor, bool, dict], ImportSummary]
+# `data` is bytes, a path or a seekable binary file: importers hand it to csvimport.read_rows, which
+# decodes and parses it as it reads (uploads and files are never read into memory whole).
+ImportFunc = Callable[[Session, Source, Actor, bool, dict], ImportSummary]
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ def importer_settings(app: Flask) -> dict:
 
 
 def run_import(
-    session: Session, name: str, data: bytes, actor: Actor, dry_run: bool, settings: dict, filename: str = ""
+    session: Session, name: str, data: Source, actor: Actor, dry_run: bool, settings: dict, filename: str = ""
 ) -> ImportSummary:
     """Runs one importer; on success records one audit event (not on a dry run). Never commits."""
     importer = IMPORTERS.get(name)
@@ -93,7 +98,7 @@ def _make_command(importer: Importer) -> click.Command:
     def command(file: str, dry_run: bool) -> None:
         from console.extensions import db
 
-        data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+        data = _spool_stdin() if file == "-" else Path(file)
         session = db()
         started = time.perf_counter()
         try:
@@ -115,6 +120,14 @@ def _make_command(importer: Importer) -> click.Command:
         click.echo(f"{importer.name}: {summary} ({elapsed:.1f} s)")
 
     return command
+
+
+def _spool_stdin():  # noqa: ANN202
+    """Standard input copied to a temporary file: parsing needs to read the file twice (encoding, rows)."""
+    spooled = tempfile.TemporaryFile()
+    shutil.copyfileobj(sys.stdin.buffer, spooled, 1024 * 1024)
+    spooled.seek(0)
+    return spooled
 
 
 def add_import_commands(import_group: click.Group) -> None:
@@ -165,28 +178,39 @@ def _sweep_old_uploads(folder: Path) -> None:
             pass
 
 
-def save_upload(name: str, filename: str, data: bytes, user_id: int) -> str:
+def save_upload(name: str, filename: str, stream: BinaryIO, user_id: int, limit: int) -> tuple[str, Path]:
+    """The upload copied to instance/imports/ in 1 MB chunks (never whole in memory); more than
+    `limit` bytes → 413 (RequestEntityTooLarge), and nothing is kept."""
     folder = _upload_dir()
     _sweep_old_uploads(folder)
     token = secrets.token_urlsafe(24)
-    (folder / f"{token}.csv").write_bytes(data)
-    meta = {"name": name, "filename": filename, "user_id": user_id, "size": len(data)}
+    path = folder / f"{token}.csv"
+    size = 0
+    with path.open("wb") as out:
+        while chunk := stream.read(1024 * 1024):
+            size += len(chunk)
+            if size > limit:
+                out.close()
+                path.unlink(missing_ok=True)
+                raise RequestEntityTooLarge()
+            out.write(chunk)
+    meta = {"name": name, "filename": filename, "user_id": user_id, "size": size}
     (folder / f"{token}.json").write_text(json.dumps(meta))
-    return token
+    return token, path
 
 
-def load_upload(token: str, user_id: int) -> tuple[dict, bytes]:
+def load_upload(token: str, user_id: int) -> tuple[dict, Path]:
     if not _TOKEN.match(token):
         abort(404)
     folder = _upload_dir()
     try:
         meta = json.loads((folder / f"{token}.json").read_text())
-        data = (folder / f"{token}.csv").read_bytes()
     except FileNotFoundError:
         abort(404)
-    if meta.get("user_id") != user_id:
+    path = folder / f"{token}.csv"
+    if meta.get("user_id") != user_id or not path.exists():
         abort(404)
-    return meta, data
+    return meta, path
 
 
 def drop_upload(token: str) -> None:
@@ -217,22 +241,25 @@ def _register_admin_routes() -> None:
 
     @admin_bp.route("/imports", methods=["POST"])
     def import_upload():
+        limit = current_app.config["IMPORT_MAX_BYTES"]
+        # Refused while the body is read (413), not after: the form's own fields need little room.
+        request.max_content_length = limit + 1024 * 1024
         name = request.form.get("name", "")
         upload = request.files.get("file")
         if name not in IMPORTERS:
             return _page(422, form_error=_l("Choose what to import."))
         if upload is None or not upload.filename:
             return _page(422, form_error=_l("Choose a CSV file."))
-        data = upload.read(MAX_FILE_BYTES + 1)
+        token, path = save_upload(name, upload.filename, upload.stream, current_user.id, limit)
         actor = Actor.of_user(current_user, request.remote_addr)
         session = db()
         try:
-            summary = run_import(session, name, data, actor, True, importer_settings(current_app), upload.filename)
+            summary = run_import(session, name, path, actor, True, importer_settings(current_app), upload.filename)
         except ImportFailed as failed:
             session.rollback()
+            drop_upload(token)
             return _page(422, importer=IMPORTERS[name], filename=upload.filename, errors=failed.errors)
         session.rollback()
-        token = save_upload(name, upload.filename, data, current_user.id)
         return _page(
             importer=IMPORTERS[name], filename=upload.filename, summary=summary,
             confirm_url=url_for("admin.import_confirm", token=token),
@@ -240,7 +267,7 @@ def _register_admin_routes() -> None:
 
     @admin_bp.route("/imports/<token>/confirm", methods=["POST"])
     def import_confirm(token: str):
-        meta, data = load_upload(token, current_user.id)
+        meta, data = load_upload(token, current_user.id)  # the file's path
         name = meta["name"]
         if name not in IMPORTERS:
             abort(404)

@@ -21,6 +21,7 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     csrf.init_app(app)
     expiry.init_app(app)
+    app.register_error_handler(413, _too_large)
     limiter.init_app(app)
     login_manager.init_app(app)
     login_manager.user_loader(load_user)
@@ -34,6 +35,19 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals["get_locale"] = get_locale
     app.jinja_env.globals["nav_links"] = lambda user: nav.links_for(user, nav.NAV_LINKS)
     app.jinja_env.globals["admin_links"] = lambda user: nav.links_for(user, nav.ADMIN_LINKS)
+
+
+def _too_large(_error):  # noqa: ANN001, ANN202
+    """An upload over its limit (IMPORT_MAX_BYTES): a message in the user's language, not a bare 413."""
+    from flask import current_app, render_template
+
+    limit_mb = max(1, round(current_app.config.get("IMPORT_MAX_BYTES", 0) / (1024 * 1024)))
+    if request.headers.get("HX-Request") == "true":
+        response = current_app.make_response((render_template("web/_too_large.html", limit_mb=limit_mb), 413))
+        response.headers["HX-Retarget"] = "#session-notice"
+        response.headers["HX-Reswap"] = "innerHTML"
+        return response
+    return render_template("web/too_large.html", limit_mb=limit_mb), 413
 
 
 def _security_headers(response):  # noqa: ANN001, ANN202
