@@ -86,6 +86,9 @@ def from_environment() -> dict:
         # Larger messages are refused with 552; of accepted ones, the first MAILIN_KEEP_BYTES are kept.
         "MAILIN_MAX_BYTES": int(os.environ.get("MAILIN_MAX_BYTES", str(32 * 1024 * 1024))),
         "MAILIN_KEEP_BYTES": int(os.environ.get("MAILIN_KEEP_BYTES", str(2 * 1024 * 1024))),
+        # Peers the receiver takes connections from (addresses or networks); at most this many at once.
+        "MAILIN_TRUSTED_PEERS": os.environ.get("MAILIN_TRUSTED_PEERS", "127.0.0.1/8,::1"),
+        "MAILIN_MAX_CONNECTIONS": int(os.environ.get("MAILIN_MAX_CONNECTIONS", "50")),
         # Optional bounce mailbox polled by `console mailin --imap` (IMAPS when IMAP_SSL).
         "IMAP_HOST": os.environ.get("IMAP_HOST", ""),
         "IMAP_PORT": int(os.environ.get("IMAP_PORT", "993")),

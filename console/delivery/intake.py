@@ -5,10 +5,16 @@ the demo sandbox alike. It flushes, never commits.
 
 Matching, per recipient block of a report (email-dsn.md): the VERP token in the envelope recipient
 (`bounces+TOKEN@BOUNCE_DOMAIN`) first, then the report's Original-Envelope-Id, then the Message-ID
-in the returned headers. Each matched block goes to `console.delivery.policy.apply_report`. A report
-that matches nothing, and anything that is not a report nor an auto-reply, is quarantined for an
-admin; auto-replies are kept and change nothing. The same message delivered twice (a lost `250`,
-an IMAP re-poll) is recognised by its SHA-256 and applied once.
+in the returned headers. Each matched block goes to `console.delivery.policy.apply_report`.
+
+Reports must be about the address we sent to (docs/delivery.md, threat model): a confirmation is
+applied only when the block's Final-Recipient or Original-Recipient is the attempt's address
+(compared as mailbox addresses); otherwise the block is quarantined as a mismatch. A failure that
+names another address (a forwarding hop) is applied and flagged. Auto-replies and ARF complaints
+matched to an attempt are recorded (policy.record_auto_reply / record_complaint). A report that
+matches nothing, a complaint about no known attempt, and anything unreadable are quarantined for an
+admin. The same message delivered twice (a lost `250`, an IMAP re-poll) is recognised by its
+SHA-256 and applied once.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.utils import parseaddr
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,6 +33,7 @@ from console.delivery import reports
 from console.models import Delivery, DeliveryAttempt
 from console.models.mailin import InboundMessage, InboundReportRecipient
 
+CONFIRMING_ACTIONS = ("delivered", "relayed", "expanded")
 KEEP_BYTES = 2 * 1024 * 1024  # raw bytes kept per message (MAILIN_KEEP_BYTES)
 
 
@@ -38,6 +46,7 @@ class IntakeResult:
     quarantined: bool = False
     applied: list[tuple[int, str]] = field(default_factory=list)  # (attempt id, action)
     unmatched_blocks: int = 0
+    noticed: int | None = None  # attempt id an auto-reply or complaint was recorded on
 
 
 def verp_tokens(rcpt_tos: list[str], bounce_domain: str | None = None) -> list[str]:
@@ -65,7 +74,31 @@ def _attempts_by(session: Session, column, values: list[str]) -> list[DeliveryAt
 
 def _address_of(session: Session, attempt: DeliveryAttempt) -> str:
     delivery = session.get(Delivery, attempt.delivery_id)
-    return (delivery.address if delivery else "").strip().lower()
+    return mailbox(delivery.address if delivery else "")
+
+
+def mailbox(address: str | None) -> str:
+    """An address as a mailbox to compare: no display name, angle brackets or `rfc822;`; the domain
+    in lower case (and IDNA-decoded); the local part case-folded (every mail system we send to
+    treats it so)."""
+    value = (address or "").strip()
+    if ";" in value and value.split(";", 1)[0].strip().lower() in ("rfc822", "utf-8"):
+        value = value.split(";", 1)[1].strip()
+    value = parseaddr(value)[1] or value.strip("<> ")
+    local, at, domain = value.rpartition("@")
+    if not at:
+        return value.lower()
+    domain = domain.strip().rstrip(".").lower()
+    if domain.startswith("xn--") or ".xn--" in domain:
+        try:
+            domain = domain.encode("ascii").decode("idna")
+        except UnicodeError:
+            pass
+    return f"{local.strip().lower()}@{domain}"
+
+
+def _named(block: reports.RecipientBlock) -> set[str]:
+    return {mailbox(a) for a in (block.final_recipient, block.original_recipient, *block.addresses) if a}
 
 
 def match_block(
@@ -75,7 +108,7 @@ def match_block(
     token_attempts: list[DeliveryAttempt],
 ) -> tuple[DeliveryAttempt | None, str | None]:
     """The attempt a recipient block reports on, and how it was found."""
-    addresses = {a.lower() for a in (block.final_recipient, block.original_recipient) if a}
+    addresses = _named(block)
 
     def pick(candidates: list[DeliveryAttempt]) -> DeliveryAttempt | None:
         if len(candidates) == 1:
@@ -135,23 +168,38 @@ def process_inbound(
             existing.id, existing.classification, existing.reason, duplicate=True, quarantined=existing.quarantined
         )
 
-    parsed = reports.parse_message(raw)
+    parsed = reports.parse_message(raw, mail_from, bounce_domain)
     classification, reason = parsed.kind, parsed.reason
     rows: list[InboundReportRecipient] = []
-    to_apply: list[tuple[DeliveryAttempt, reports.RecipientBlock]] = []
-    unmatched = 0
+    to_apply: list[tuple[DeliveryAttempt, reports.RecipientBlock, str | None]] = []
+    unmatched = mismatched = 0
+    noticed: DeliveryAttempt | None = None  # the attempt an auto-reply or complaint is about
+    if parsed.kind in ("auto_reply", "complaint"):
+        token_attempts = _attempts_by(session, DeliveryAttempt.token, verp_tokens(rcpt_tos, bounce_domain))
+        noticed, _ = match_block(session, reports.RecipientBlock(), parsed, token_attempts[:1])
+        if noticed is None and parsed.kind == "complaint":
+            classification, reason = "complaint", "complaint (ARF) about no known attempt"
     if parsed.kind == "report":
         # Match every block first, so the message is written once with its final classification.
         token_attempts = _attempts_by(session, DeliveryAttempt.token, verp_tokens(rcpt_tos, bounce_domain))
         for position, block in enumerate(parsed.recipients):
             attempt, how = match_block(session, block, parsed, token_attempts)
             note = None
+            other = None
             if attempt is None:
                 note = "no attempt matches the token, envelope id or Message-ID"
             elif block.action is None:
                 note = "no valid Action"
             else:
-                to_apply.append((attempt, block))
+                ours = _address_of(session, attempt)
+                named = _named(block)
+                if ours not in named and named:
+                    other = sorted(named)[0] if block.final_recipient is None else mailbox(block.final_recipient)
+                if block.action in CONFIRMING_ACTIONS and block.source == "rfc3464" and ours not in named:
+                    note = "a confirmation about another address than the one sent to (mismatch)"
+                    mismatched += 1
+                else:
+                    to_apply.append((attempt, block, other))
             unmatched += note is not None
             rows.append(
                 InboundReportRecipient(
@@ -164,16 +212,20 @@ def process_inbound(
                     remote_mta=block.remote_mta,
                     attempt_id=attempt.id if attempt else None,
                     matched_by=how,
+                    evidence=block.source,
                     applied=note is None,
-                    note=note,
+                    note=note if note or not other else f"about another address: {other}"[:300],
                 )
             )
         if not to_apply:
-            classification, reason = "unmatched", "delivery report for no known attempt"
+            classification = "unmatched"
+            reason = ("delivery report about another address (mismatch)" if mismatched
+                      else "delivery report for no known attempt")
         elif unmatched:
-            reason = f"delivery report; {unmatched} block(s) not applied"
+            reason = f"{reason}; {unmatched} block(s) not applied"
 
-    quarantined = classification in ("unmatched", "malformed") or unmatched > 0
+    quarantined = (classification in ("unmatched", "malformed") or unmatched > 0
+                   or (classification == "complaint" and noticed is None))
     message = InboundMessage(
         sha256=digest,
         source=source[:8],
@@ -196,12 +248,20 @@ def process_inbound(
     session.add(message)
     session.flush()
 
-    from console.delivery.policy import apply_report
+    from console.delivery.policy import apply_report, record_auto_reply, record_complaint
 
-    for attempt, block in to_apply:
-        apply_report(session, attempt, block.action, block.status, block.diagnostic, received_at, block.remote_mta)
+    for attempt, block, other in to_apply:
+        apply_report(session, attempt, block.action, block.status, block.diagnostic, received_at, block.remote_mta,
+                     evidence=block.source, other_address=other, key_sentence=block.key_sentence,
+                     inbound_id=message.id)
+    if noticed is not None and parsed.kind == "auto_reply":
+        record_auto_reply(session, noticed, received_at, parsed.auto_kind, parsed.subject, parsed.key_sentence,
+                          inbound_id=message.id)
+    elif noticed is not None and parsed.kind == "complaint":
+        record_complaint(session, noticed, received_at, parsed.feedback, inbound_id=message.id)
     result = IntakeResult(message.id, classification, reason, quarantined=quarantined, unmatched_blocks=unmatched)
-    result.applied = [(attempt.id, block.action) for attempt, block in to_apply]
+    result.applied = [(attempt.id, block.action) for attempt, block, _ in to_apply]
+    result.noticed = noticed.id if noticed is not None else None
     return result
 
 

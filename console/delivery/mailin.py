@@ -1,6 +1,11 @@
 """The mail-in receiver: an SMTP server (aiosmtpd) for the bounce domain, feeding the intake.
 
+- Accepts connections only from MAILIN_TRUSTED_PEERS (default loopback; in production the
+  company's MTA that owns the bounce domain): any other peer gets `554` and is disconnected. At most
+  MAILIN_MAX_CONNECTIONS at once (`421` to the next, which the sending MTA retries).
 - Accepts recipients at BOUNCE_DOMAIN only (550 for any other); at most 100 recipients.
+- Lines over 998 octets (RFC 5321's limit, broken by some real bounces) are accepted up to
+  LINE_LIMIT; a longer line gets `451` (the sender retries, maybe wrapped), never a permanent 5xx.
 - `handle_DATA` runs the intake in a worker thread, in a fresh session, and commits; it answers
   `250` only after the commit, `451` on any internal error (the sending MTA retries later), and
   the server itself never stops on a bad message. Messages over MAILIN_MAX_BYTES get `552`.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
+import ipaddress
 import logging
 import re
 import signal
@@ -25,6 +31,7 @@ from typing import Any
 
 import click
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy.exc import IntegrityError
@@ -34,6 +41,7 @@ from console.db import sqlite_write_transactions, utcnow
 log = logging.getLogger("billpost.mailin")
 
 MAX_RECIPIENTS = 100
+LINE_LIMIT = 1024 * 1024  # octets of one line accepted in DATA (the intake parses the first MB)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -123,6 +131,74 @@ class BounceHandler:
         return f"250 2.0.0 OK: queued as {result.inbound_id}"
 
 
+def trusted_networks(value: str | list | tuple | None) -> list:
+    """MAILIN_TRUSTED_PEERS: addresses or networks, comma- or space-separated (`127.0.0.1/8, ::1`)."""
+    if isinstance(value, str):
+        value = re.split(r"[\s,]+", value)
+    networks = []
+    for item in value or ():
+        item = str(item).strip()
+        if item:
+            networks.append(ipaddress.ip_network(item, strict=False))
+    return networks
+
+
+def peer_trusted(peer: object, networks: list) -> bool:
+    host = peer[0] if isinstance(peer, tuple | list) and peer else peer
+    try:
+        address = ipaddress.ip_address(str(host).split("%", 1)[0])
+    except ValueError:
+        return False
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
+
+
+class BounceSMTP(SMTP):
+    """aiosmtpd's server with the receiver's limits: trusted peers, a connection cap, long lines."""
+
+    line_length_limit = LINE_LIMIT
+
+    def __init__(self, handler, *args, limits: dict | None = None, **kwargs) -> None:  # noqa: ANN001
+        super().__init__(handler, *args, **kwargs)
+        self.limits = limits if limits is not None else {"active": 0, "max": 0, "networks": []}
+        self._counted = False
+
+    async def _handle_client(self) -> None:
+        peer = self.session.peer if self.session is not None else None
+        if not peer_trusted(peer, self.limits["networks"]):
+            log.warning("mailin: connection from untrusted peer %s refused", peer)
+            await self.push("554 5.7.1 Not a trusted peer for this bounce domain")
+            self.transport.close()
+            return
+        if self.limits["max"] and self.limits["active"] >= self.limits["max"]:
+            await self.push("421 4.7.0 Too many connections, try again later")
+            self.transport.close()
+            return
+        self.limits["active"] += 1
+        self._counted = True
+        try:
+            await super()._handle_client()
+        finally:
+            self.limits["active"] -= 1
+            self._counted = False
+
+    async def push(self, status: str) -> None:
+        if status.startswith("500 Line too long"):
+            # Past LINE_LIMIT: temporary, so the sending MTA keeps the message (and may wrap it).
+            status = "451 4.5.3 Line too long for this receiver; please retry"
+        await super().push(status)
+
+
+class BounceController(Controller):
+    def __init__(self, handler, *, limits: dict, **kwargs) -> None:  # noqa: ANN001
+        self.limits = limits
+        super().__init__(handler, **kwargs)
+
+    def factory(self) -> SMTP:
+        return BounceSMTP(self.handler, limits=self.limits, **self.SMTP_kwargs)
+
+
 class Receiver:
     """A running aiosmtpd controller (in its own thread) and where it listens."""
 
@@ -141,8 +217,14 @@ def start_receiver(app: Flask, host: str | None = None, port: int | None = None)
     port = app.config.get("MAILIN_PORT", 2526) if port is None else port
     if port == 0:
         port = free_port(host)
-    controller = Controller(
+    limits = {
+        "active": 0,
+        "max": int(app.config.get("MAILIN_MAX_CONNECTIONS", 50) or 0),
+        "networks": trusted_networks(app.config.get("MAILIN_TRUSTED_PEERS", "127.0.0.1/8,::1")),
+    }
+    controller = BounceController(
         BounceHandler(app),
+        limits=limits,
         hostname=host,
         port=port,
         data_size_limit=app.config.get("MAILIN_MAX_BYTES", 32 * 1024 * 1024),

@@ -10,7 +10,14 @@ Written down for people in docs/delivery.md. In short:
 - `failed` with a 5.x.x status (or none), or `refused` at RCPT → no resend to the same address,
   a work item at once;
 - no confirmation by `confirm_due_at` → resend once; after the resend fails or times out → work
-  item (console/delivery/sweeper.py does the deadline part).
+  item (console/delivery/sweeper.py does the deadline part);
+- only an RFC 3464 report part confirms; a failure read from DSN fields in a broken body or from
+  the text of a non-standard bounce counts as a failure, and says so on the attempt and work item;
+- a later failure of a delivery confirmed only by `relayed`/`expanded` reopens it as failed
+  (contact record, work item); `delivered` and `portal_open` confirmations stand;
+- auto-replies and complaints (ARF) change no delivery state: they are recorded as delivery events
+  and in the customer's contact history; an auto-reply saying the address is abandoned opens a
+  low-priority `email_address_check` item; a complaint flags the customer's e-mail channel.
 
 Every state change of a delivery is a conditional UPDATE (WHERE status/attempts_made = what we
 read), so two processes acting on the same delivery at once (the receiver and the sweeper, two
@@ -28,13 +35,21 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from console.audit import Actor, record_contact
+from console.delivery.status_text import meaning_pair
 from console.models import Customer, Delivery, DeliveryAttempt, WorkItem
+from console.models.mailin import DeliveryEvent
 
 MAX_ATTEMPTS = 2  # the first sending and one resend
 ACTIONS = ("delivered", "relayed", "delayed", "failed", "expanded", "refused")
 CONFIRMING = {"delivered": "delivered", "relayed": "relayed", "expanded": "expanded"}
 FINAL_OUTCOMES = {"delivered", "relayed", "expanded", "failed", "refused"}
 SETTLED = ("confirmed", "cancelled")
+REOPENABLE = ("relayed", "expanded")  # confirmations a later failure overturns
+ADDRESS_CHECK = "email_address_check"  # work item reason: an auto-reply says the address is abandoned
+EVIDENCE_NOTE = {
+    "dsn_fields": "从损坏的投递报告正文中读取 / read from DSN fields in the body of a broken report",
+    "text": "从非标准退信的文本中读取 / read from the text of a non-standard bounce",
+}
 
 CONFIRM_SUMMARY = {
     "delivered": "电子账单已送达（投递报告确认） / E-mail bill delivered (delivery report)",
@@ -84,19 +99,20 @@ def _record_on_attempt(
     diagnostic: str | None,
     reported_at: datetime,
     remote_mta: str | None,
+    extra: dict | None = None,
+    outcome: bool = True,
 ) -> None:
-    attempt.reports = [
-        *(attempt.reports or []),
-        {
-            "action": action,
-            "status": status,
-            "diagnostic": diagnostic,
-            "at": reported_at.isoformat(),
-            "remote_mta": remote_mta,
-        },
-    ]
+    entry = {
+        "action": action,
+        "status": status,
+        "diagnostic": diagnostic,
+        "at": reported_at.isoformat(),
+        "remote_mta": remote_mta,
+    }
+    entry.update({k: v for k, v in (extra or {}).items() if v})
+    attempt.reports = [*(attempt.reports or []), entry]
     # A late `delayed` never overwrites a final outcome (reports can arrive out of order).
-    if action == "delayed" and attempt.outcome in FINAL_OUTCOMES:
+    if not outcome or action == "delayed" and attempt.outcome in FINAL_OUTCOMES:
         return
     attempt.outcome = action
     attempt.status_code = (status or None) and status[:16]
@@ -113,26 +129,44 @@ def apply_report(
     diagnostic: str | None,
     reported_at: datetime,
     remote_mta: str | None = None,
+    *,
+    evidence: str = "rfc3464",
+    other_address: str | None = None,
+    key_sentence: str | None = None,
+    inbound_id: int | None = None,
 ) -> None:
     """Apply one per-recipient report (RFC 3464 Action/Status/Diagnostic-Code) to its attempt.
 
     `action` is delivered, relayed, delayed, failed or expanded (and `refused`, used by the sender
     for a recipient refused at RCPT). Unknown actions are recorded on the attempt and change nothing.
-    A report for a settled delivery (confirmed, cancelled) is recorded and changes nothing else."""
+    A report for a settled delivery (confirmed, cancelled) is recorded and changes nothing else,
+    except a failure after a `relayed`/`expanded` confirmation, which reopens the delivery.
+
+    `evidence`: rfc3464 (a report part), dsn_fields or text. Only rfc3464 confirms: a confirming
+    action read any other way is recorded on the attempt and changes nothing. `other_address`: the
+    report is about another address than the one we sent to (a forwarding hop): applied, flagged."""
     action = (action or "").strip().lower()
-    _record_on_attempt(attempt, action, status, diagnostic, reported_at, remote_mta)
+    confirming = action in CONFIRMING and evidence == "rfc3464"
+    extra = {"evidence": evidence if evidence != "rfc3464" else None, "other_address": other_address,
+             "key_sentence": key_sentence}
+    _record_on_attempt(attempt, action, status, diagnostic, reported_at, remote_mta, extra,
+                       outcome=action not in CONFIRMING or confirming)
     session.flush()
     delivery = session.get(Delivery, attempt.delivery_id, populate_existing=True)  # always read afresh
-    if action in CONFIRMING:
+    if confirming:
         confirm(session, delivery, CONFIRMING[action], reported_at, attempt)
         return
     if action not in ("failed", "refused"):
-        return  # delayed (the wait goes on), unknown actions
-    if delivery.status in SETTLED:
-        return
+        return  # delayed (the wait goes on), unknown actions, confirmations read from text
     latest = delivery.attempts_made
     if attempt.attempt_no != latest:
         return  # a failure of an earlier attempt while a later one is out: the later one decides
+    failure = {"status": status, "key_sentence": key_sentence, "evidence": evidence, "other_address": other_address}
+    if delivery.status == "confirmed" and delivery.confirmed_by in REOPENABLE:
+        _reopen(session, delivery, attempt, reported_at, failure, inbound_id)
+        return
+    if delivery.status in SETTLED:
+        return
     if delivery.status == "failed":
         return  # already escalated
     temporary = action == "failed" and not is_permanent(status)
@@ -152,7 +186,86 @@ def apply_report(
         session, delivery, {"status": ("sent", "queued"), "attempts_made": latest}, status="failed",
         confirm_due_at=None, claimed_until=None,
     ):
-        open_work_item(session, delivery, "email_failed")
+        open_work_item(session, delivery, "email_failed", failure)
+
+
+def _reopen(session: Session, delivery: Delivery, attempt: DeliveryAttempt, at: datetime, failure: dict,
+            inbound_id: int | None) -> None:
+    """A delivery confirmed by `relayed`/`expanded` bounced later: failed, a contact record, a work item."""
+    was = delivery.confirmed_by
+    if not transition(
+        session, delivery,
+        {"status": "confirmed", "confirmed_by": was, "attempts_made": delivery.attempts_made},
+        status="failed", confirmed_at=None, confirmed_by=None, confirm_due_at=None, claimed_until=None,
+    ):
+        return
+    session.add(DeliveryEvent(delivery_id=delivery.id, attempt_id=attempt.id, inbound_id=inbound_id,
+                              kind="reopened", code=was, details={"status": failure.get("status")}, occurred_at=at))
+    record_contact(
+        session, delivery.customer_id, "email",
+        f"电子账单曾由客户邮件系统接收（{was}），后被退回 / E-mail bill accepted by the customer's mail "
+        f"system ({was}) bounced later",
+        Actor.system(), bill_id=delivery.bill_id,
+        details={"delivery_id": delivery.id, "address": delivery.address, "reopened_from": was,
+                 "message_id": attempt.message_id, "attempt_no": attempt.attempt_no, "at": at.isoformat(),
+                 "status": failure.get("status")},
+    )
+    open_work_item(session, delivery, "email_failed", dict(failure, reopened_from=was))
+
+
+def record_auto_reply(session: Session, attempt: DeliveryAttempt, at: datetime, kind: str | None,
+                      subject: str | None, sentence: str | None, inbound_id: int | None = None) -> None:
+    """A token-matched auto-reply: no delivery state changes. Recorded on the attempt, as a delivery
+    event and in the contact history; `abandoned` ("this mailbox is no longer in use") also opens a
+    low-priority item to confirm the address."""
+    _record_on_attempt(attempt, "auto_reply", None, sentence or subject, at, None,
+                       {"kind": kind, "subject": subject}, outcome=False)
+    delivery = session.get(Delivery, attempt.delivery_id)
+    session.add(DeliveryEvent(delivery_id=delivery.id, attempt_id=attempt.id, inbound_id=inbound_id,
+                              kind="auto_reply", code=kind, details={"subject": subject, "sentence": sentence},
+                              occurred_at=at))
+    if kind == "abandoned":
+        summary = "自动回复：该邮箱已不再使用 / Auto-reply: the mailbox is no longer in use"
+    elif kind == "challenge":
+        summary = "自动回复：需要人工验证（挑战-应答） / Auto-reply: challenge-response verification asked"
+    else:
+        summary = "收到自动回复（如休假） / Auto-reply received (e.g. vacation)"
+    record_contact(
+        session, delivery.customer_id, "email", summary + (f": {(sentence or subject)[:200]}" if sentence or subject else ""),
+        Actor.system(), bill_id=delivery.bill_id,
+        details={"delivery_id": delivery.id, "address": delivery.address, "auto_reply": kind or "auto_reply",
+                 "subject": subject, "message_id": attempt.message_id, "at": at.isoformat()},
+    )
+    if kind == "abandoned":
+        open_work_item(session, delivery, ADDRESS_CHECK, {"key_sentence": sentence, "priority": "low"})
+    session.flush()
+
+
+def record_complaint(session: Session, attempt: DeliveryAttempt, at: datetime, feedback: dict[str, str],
+                     inbound_id: int | None = None) -> None:
+    """An ARF feedback report (the bill was marked as spam): recorded on the delivery and in the
+    customer's contact history, and the customer's e-mail channel flagged for review. No state change."""
+    kind = (feedback.get("feedback-type") or "abuse")[:32]
+    _record_on_attempt(attempt, "complaint", None, kind, at, None,
+                       {"user_agent": feedback.get("user-agent")}, outcome=False)
+    delivery = session.get(Delivery, attempt.delivery_id)
+    session.add(DeliveryEvent(delivery_id=delivery.id, attempt_id=attempt.id, inbound_id=inbound_id,
+                              kind="complaint", code=kind,
+                              details={k: feedback[k] for k in ("feedback-type", "user-agent", "source-ip",
+                                                                "original-rcpt-to", "arrival-date") if k in feedback},
+                              occurred_at=at))
+    record_contact(
+        session, delivery.customer_id, "email",
+        f"客户将电子账单标记为垃圾邮件（投诉：{kind}） / Customer reported the bill e-mail as spam ({kind})",
+        Actor.system(), bill_id=delivery.bill_id,
+        details={"delivery_id": delivery.id, "address": delivery.address, "complaint": kind,
+                 "message_id": attempt.message_id, "at": at.isoformat()},
+    )
+    session.execute(
+        update(Customer).where(Customer.id == delivery.customer_id, Customer.email_review.is_(None))
+        .values(email_review="complaint", email_review_at=at).execution_options(synchronize_session=False)
+    )
+    session.flush()
 
 
 def confirm(
@@ -247,25 +360,58 @@ def attempt_details(session: Session, delivery: Delivery) -> list[dict]:
     ]
 
 
-def open_work_item(session: Session, delivery: Delivery, reason: str) -> WorkItem | None:
+def failure_summary(head: str, diagnostic: str, failure: dict | None) -> str:
+    """The work item's one-paragraph summary: what happened, the RFC 3463 meaning of the status in
+    both languages, the server's words (the key sentence), how the report was read, and whether it
+    spoke of another address. (The inbox also renders the meaning in the reader's language.)"""
+    failure = failure or {}
+    summary = head
+    meaning = meaning_pair(failure.get("status"))
+    if meaning:
+        summary += f" — {failure['status']} {meaning[0]} / {meaning[1]}"
+    if diagnostic:
+        summary += f" — {diagnostic[:300]}"
+    key = failure.get("key_sentence")
+    if key and key[:300] not in (diagnostic or ""):
+        summary += f" — {key[:300]}"
+    if failure.get("evidence") in EVIDENCE_NOTE:
+        summary += f" ({EVIDENCE_NOTE[failure['evidence']]})"
+    if failure.get("other_address"):
+        summary += (f" (报告的是另一地址，可能是转发 / the report names another address, maybe a forwarding hop: "
+                    f"{failure['other_address']})")
+    if failure.get("reopened_from"):
+        summary += f" (此前已由 {failure['reopened_from']} 确认 / confirmed earlier by {failure['reopened_from']})"
+    return summary
+
+
+def open_work_item(session: Session, delivery: Delivery, reason: str, failure: dict | None = None) -> WorkItem | None:
     """A work item for a phone rep, or for the account manager of a key account; one per
-    delivery and reason (a second call returns the existing one)."""
+    delivery and reason (a second call returns the existing one). `failure`: status, key sentence,
+    evidence, other address, priority of the report that caused it (kept in `details`)."""
     existing = session.scalars(
         select(WorkItem).where(WorkItem.delivery_id == delivery.id, WorkItem.reason == reason)
     ).first()
     if existing is not None:
+        if existing.status == "closed" and reason == "email_failed":
+            # A reopened delivery: the earlier item was closed by the confirmation it overturned.
+            existing.status, existing.closed_at, existing.close_reason = "open", None, None
         return existing
     customer = session.get(Customer, delivery.customer_id)
     manager = customer.account_manager_id if customer.key_account else None
     attempts = attempt_details(session, delivery)
     last = attempts[-1] if attempts else {}
     diagnostic = last.get("diagnostic") or last.get("smtp_response") or delivery.last_error or ""
+    failure = {k: v for k, v in (failure or {}).items() if v}
+    if "status" not in failure and last.get("status"):
+        failure["status"] = last["status"]
     if reason == "email_failed":
-        summary = f"电子账单投递失败 / E-mail bill failed: {delivery.address}"
+        head = f"电子账单投递失败 / E-mail bill failed: {delivery.address}"
+    elif reason == ADDRESS_CHECK:
+        head = f"请确认电子邮件地址（自动回复称已不再使用） / Confirm the e-mail address (an auto-reply says it is no longer in use): {delivery.address}"
+        diagnostic = ""
     else:
-        summary = f"电子账单重发后仍未确认 / E-mail bill unconfirmed after resend: {delivery.address}"
-    if diagnostic:
-        summary += f" — {diagnostic[:300]}"
+        head = f"电子账单重发后仍未确认 / E-mail bill unconfirmed after resend: {delivery.address}"
+    summary = failure_summary(head, diagnostic, failure)
     item = WorkItem(
         delivery_id=delivery.id,
         bill_id=delivery.bill_id,
@@ -280,6 +426,7 @@ def open_work_item(session: Session, delivery: Delivery, reason: str) -> WorkIte
             "recipient_name": delivery.recipient_name,
             "recipient_id": delivery.recipient_id,
             "attempts": attempts,
+            **failure,
         },
     )
     try:

@@ -17,7 +17,7 @@ import base64
 import email.parser
 import email.policy
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from email.message import Message
@@ -50,6 +50,7 @@ BOUNCE_SUBJECT_RE = re.compile(
 )
 BOUNCE_FROM_RE = re.compile(r"(mailer-daemon|postmaster)@", re.IGNORECASE)
 FIELD_LINE_RE = re.compile(r"^([!-9;-~]+)[ \t]*:(.*)$")  # RFC 5322 field name, then ':'
+RETURNED_MID_RE = re.compile(r"(?im)^[ \t>]*Message-I[Dd]:[ \t]*<([^<>\s]+)>")
 XTEXT_RE = re.compile(r"\+([0-9A-Fa-f]{2})")
 UTF8_ADDR_RE = re.compile(r"\\x\{([0-9A-Fa-f]{1,6})\}")
 
@@ -69,11 +70,16 @@ class RecipientBlock:
     will_retry_until: datetime | None = None
     last_attempt_date: datetime | None = None
     fields: dict[str, str] = field(default_factory=dict)
+    # Where the block was read: rfc3464 (a report part), dsn_fields (DSN fields in a broken body),
+    # text (the notice of a non-standard bounce). Only rfc3464 blocks can confirm.
+    source: str = "rfc3464"
+    addresses: tuple[str, ...] = ()  # text: the addresses the notice names
+    key_sentence: str | None = None  # text: the sentence that says why
 
 
 @dataclass(frozen=True)
 class ParsedMessage:
-    kind: str  # report, auto_reply, malformed
+    kind: str  # report, auto_reply, complaint, malformed
     reason: str
     subject: str | None = None
     from_header: str | None = None
@@ -88,6 +94,12 @@ class ParsedMessage:
     original_headers: dict[str, str] = field(default_factory=dict)  # X- headers, lower-case names
     global_report: bool = False
     truncated: bool = False
+    evidence: str | None = None  # report: rfc3464, dsn_fields or text
+    family: str | None = None  # text: the mail system whose notice it is (qmail, exim, qq, ...)
+    flufl: str | None = None  # text: flufl.bounce's verdict (permanent, temporary) if any
+    auto_kind: str | None = None  # auto_reply: abandoned, challenge, or None (vacation and the like)
+    key_sentence: str | None = None  # auto_reply/complaint: what it says
+    feedback: dict[str, str] = field(default_factory=dict)  # complaint: ARF fields (feedback-type, ...)
 
 
 # ---------------------------------------------------------------- small helpers
@@ -414,15 +426,105 @@ def _walk(msg: Message) -> list[Message]:
     return out
 
 
-def parse_message(raw: bytes | bytearray | memoryview | str | None) -> ParsedMessage:
-    """Parse and classify one received message. Never raises."""
+def _returned_copy(parts: list[Message], texts: list[str]) -> tuple[str | None, dict[str, str]]:
+    """Message-ID and X- headers of our message as returned: a returned-headers or message part,
+    else header lines quoted in the text of the notice."""
+    for part in parts:
+        if part.get_content_type() in HEADER_TYPES + ("message/rfc822", "message/global"):
+            returned = _returned_headers(part)
+            if returned is not None and returned.get("Message-ID"):
+                return _message_id(returned.get("Message-ID")), _x_headers(returned)
+    for text in texts:
+        match = RETURNED_MID_RE.search(text)
+        if match:
+            return match.group(1)[:300], {}
+    return None, {}
+
+
+def _feedback(msg: Message, parts: list[Message]) -> dict[str, str] | None:
+    """ARF (RFC 5965): the fields of the message/feedback-report part, or None if there is none."""
+    report_type = _text(msg.get_param("report-type", header="content-type"), 100).lower()
+    fb_parts = [p for p in parts if p.get_content_type() == "message/feedback-report"]
+    if not fb_parts and report_type != "feedback-report":
+        return None
+    fields: dict[str, str] = {}
+    for part in fb_parts[:1]:
+        for block in _ds_blocks(part):
+            for name, value in block:
+                fields.setdefault(name.lower(), value[:300])
+    return fields
+
+
+def _after_rfc3464(msg: Message, parts: list[Message], common: dict, mail_from: str | None,
+                   bounce_domain: str | None) -> ParsedMessage | None:
+    """Steps after the report part: ARF, DSN fields in the body, the text of a bounce, auto-replies."""
+    from console.delivery import bounce_text
+
+    subject, from_header = common["subject"] or "", common["from_header"] or ""
+    feedback = _feedback(msg, parts)
+    texts = bounce_text.text_parts(msg)
+    original_mid, original_x = _returned_copy(parts, texts)
+    replied_to = _message_id(msg.get("In-Reply-To")) or original_mid  # auto-replies name our message here
+    if feedback is not None:
+        kind = feedback.get("feedback-type", "abuse").lower()[:40] or "abuse"
+        return ParsedMessage(
+            kind="complaint", reason=f"ARF feedback report ({kind})", feedback=feedback,
+            original_message_id=original_mid, original_headers=original_x, key_sentence=kind, **common,
+        )
+    if bounce_text.looks_like_bounce(msg, subject, from_header, mail_from, texts):
+        per_message, blocks = bounce_text.dsn_field_blocks(texts)
+        if blocks:
+            envid = per_message.get("original-envelope-id")
+            blocks = [replace(b, source="dsn_fields") for b in blocks[:MAX_BLOCKS]]
+            return ParsedMessage(
+                kind="report", reason="DSN fields in the body of a broken report", evidence="dsn_fields",
+                envid=(decode_xtext(envid).strip()[:100] or None) if envid else None,
+                recipients=tuple(blocks), original_message_id=original_mid, original_headers=original_x, **common,
+            )
+        found = bounce_text.read_text_bounce(msg, texts, subject, from_header, bounce_domain)
+        if found is not None:
+            block = RecipientBlock(
+                final_recipient=found.addresses[0] if found.addresses else None,
+                action=found.action, raw_action=found.action, status=found.status,
+                diagnostic=(found.diagnostic or "")[:MAX_FIELD] or None, source="text",
+                addresses=found.addresses, key_sentence=found.key_sentence,
+            )
+            family = found.family or "unknown"
+            return ParsedMessage(
+                kind="report", reason=f"text of a non-standard bounce ({family}, {found.how})", evidence="text",
+                recipients=(block,), original_message_id=original_mid, original_headers=original_x,
+                family=found.family, flufl=found.flufl, key_sentence=found.key_sentence, **common,
+            )
+        return ParsedMessage(kind="malformed", reason="a bounce that says nothing readable",
+                             original_message_id=original_mid, **common)
+    auto = auto_reply_reason(msg)
+    special = bounce_text.auto_reply_kind(texts, subject)
+    if auto or special:
+        sentence = bounce_text.abandoned_sentence(texts, subject) if special == "abandoned" else None
+        reason = auto or ("challenge-response" if special == "challenge" else "the address is no longer in use")
+        if special:
+            reason += f" ({special})"
+        return ParsedMessage(kind="auto_reply", reason=reason, auto_kind=special, key_sentence=sentence,
+                             original_message_id=replied_to, original_headers=original_x, **common)
+    return None
+
+
+def parse_message(
+    raw: bytes | bytearray | memoryview | str | None, mail_from: str | None = None, bounce_domain: str | None = None
+) -> ParsedMessage:
+    """Parse and classify one received message. Never raises.
+
+    The order of evidence (docs/delivery.md): an RFC 3464 report part; ARF feedback; then, for a
+    message with bounce markers, DSN fields in the decoded body, then the text of the notice; then
+    the auto-reply markers; whatever is left is malformed (the quarantine)."""
     try:
-        return _parse(raw)
+        return _parse(raw, mail_from, bounce_domain)
     except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
         return ParsedMessage(kind="malformed", reason=f"parser error: {type(exc).__name__}")
 
 
-def _parse(raw: bytes | bytearray | memoryview | str | None) -> ParsedMessage:
+def _parse(raw: bytes | bytearray | memoryview | str | None, mail_from: str | None = None,
+           bounce_domain: str | None = None) -> ParsedMessage:
     if raw is None:
         return ParsedMessage(kind="malformed", reason="empty message")
     if isinstance(raw, str):
@@ -466,20 +568,22 @@ def _parse(raw: bytes | bytearray | memoryview | str | None) -> ParsedMessage:
             original_headers=_x_headers(returned) if returned is not None else {},
             global_report=ds.get_content_type() == "message/global-delivery-status",
         )
-        if not recipients:
-            return ParsedMessage(kind="malformed", reason="delivery report without recipient blocks", **result)
-        if not any(block.action for block in recipients):
-            return ParsedMessage(kind="malformed", reason="delivery report without a valid Action", **result)
-        reason = "delivery report" + (" (truncated)" if truncated else "")
-        return ParsedMessage(kind="report", reason=reason, **result)
+        if recipients and any(block.action for block in recipients):
+            reason = "delivery report" + (" (truncated)" if truncated else "")
+            return ParsedMessage(kind="report", reason=reason, evidence="rfc3464", **result)
+        broken = ("delivery report without recipient blocks" if not recipients
+                  else "delivery report without a valid Action")
+        later = _after_rfc3464(msg, parts, common, mail_from, bounce_domain)
+        if later is not None and later.kind == "report":
+            return later
+        return ParsedMessage(kind="malformed", reason=broken, **result)
 
-    if BOUNCE_FROM_RE.search(common["from_header"] or "") or BOUNCE_SUBJECT_RE.search(common["subject"] or ""):
-        return ParsedMessage(kind="malformed", reason="a bounce that is not an RFC 3464 report", **common)
-    auto = auto_reply_reason(msg)
-    if auto:
-        return ParsedMessage(kind="auto_reply", reason=auto, **common)
+    later = _after_rfc3464(msg, parts, common, mail_from, bounce_domain)
+    if later is not None:
+        return later
     if msg.get_content_type() == "multipart/report":
         return ParsedMessage(kind="malformed", reason="multipart/report without a delivery-status part", **common)
+
     if msg.defects and not msg.get_payload():
         return ParsedMessage(kind="malformed", reason="broken MIME", **common)
     return ParsedMessage(kind="malformed", reason="not a delivery report", **common)

@@ -55,6 +55,10 @@ class Customer(Base):
     channel_portal: Mapped[bool] = mapped_column(Boolean, default=False)
     channel_email: Mapped[bool] = mapped_column(Boolean, default=False)
     channel_paper: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The e-mail channel flagged for a person to review (console.delivery.policy): `complaint` when
+    # the customer marked a bill e-mail as spam (an ARF report). None: nothing to review.
+    email_review: Mapped[str | None] = mapped_column(String(16))
+    email_review_at: Mapped[Timestamp | None]
     # None: the default (attach for key accounts only); True/False: the customer's own setting.
     attach_pdf: Mapped[bool | None] = mapped_column(Boolean)
     collective_billing: Mapped[bool] = mapped_column(Boolean, default=False)

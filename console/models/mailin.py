@@ -19,9 +19,13 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from console.db import Base, Timestamp, utcnow
 
-# report: a delivery report matched (at least one block) to an attempt; auto_reply: vacation and
-# other automatic answers (kept, not reports); unmatched: a report nobody sent; malformed: anything else.
-INBOUND_CLASSES = ("report", "auto_reply", "unmatched", "malformed")
+# report: a delivery report (RFC 3464, DSN fields in a broken body, or the text of a non-standard
+# bounce) matched (at least one block) to an attempt; auto_reply: vacation, challenge-response and
+# other automatic answers (recorded, never a report); complaint: an ARF feedback report (a bill
+# marked as spam); unmatched: a report nobody sent, or about another address; malformed: anything else.
+INBOUND_CLASSES = ("report", "auto_reply", "complaint", "unmatched", "malformed")
+# What a message said about a delivery that is not a delivery report, or what it did to it.
+DELIVERY_EVENT_KINDS = ("auto_reply", "complaint", "reopened")
 
 
 class InboundMessage(Base):
@@ -77,10 +81,29 @@ class InboundReportRecipient(Base):
     remote_mta: Mapped[str | None] = mapped_column(String(300))
     attempt_id: Mapped[int | None] = mapped_column(ForeignKey("delivery_attempts.id"), index=True)
     matched_by: Mapped[str | None] = mapped_column(String(12))  # token, envid, message_id
+    evidence: Mapped[str | None] = mapped_column(String(12))  # rfc3464, dsn_fields, text
     applied: Mapped[bool] = mapped_column(Boolean, default=False)
     note: Mapped[str | None] = mapped_column(Text)
 
     message: Mapped[InboundMessage] = relationship(back_populates="recipients")
+
+
+class DeliveryEvent(Base):
+    """Something the bounce address heard about one delivery that is not a delivery report (an
+    auto-reply, a complaint) or that a report did to it (a `relayed` confirmation reopened by a later
+    failure). Kept as a code and parameters; every screen renders it in its reader's language."""
+
+    __tablename__ = "delivery_events"
+    __table_args__ = (CheckConstraint(f"kind IN {DELIVERY_EVENT_KINDS!r}", name="kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"), index=True)
+    attempt_id: Mapped[int | None] = mapped_column(ForeignKey("delivery_attempts.id"))
+    inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(16))
+    code: Mapped[str | None] = mapped_column(String(32))  # abandoned / challenge; abuse; relayed
+    details: Mapped[dict | None] = mapped_column(JSON)  # subject, key sentence, feedback fields
+    occurred_at: Mapped[Timestamp] = mapped_column(default=utcnow)
 
 
 class SandboxMessage(Base):

@@ -48,7 +48,7 @@ def test_console_mailin_runs_receiver_and_sandbox(cdb, committed_app, tmp_path):
     try:
         assert _wait_port(mailin_port) and _wait_port(sandbox_port)
         with smtplib.SMTP("127.0.0.1", mailin_port, timeout=30) as conn:
-            conn.sendmail("", [f"bounces+{attempt.token}@{BOUNCE_DOMAIN}"], report_for(attempt, "a@x.test"))
+            conn.sendmail("", [f"bounces+{attempt.token}@{BOUNCE_DOMAIN}"], report_for(attempt, attempt.delivery.address))
         with smtplib.SMTP("127.0.0.1", sandbox_port, timeout=30) as conn:
             assert conn.ehlo()[0] == 250 and conn.has_extn("dsn")
             conn.sendmail("billing@bills.test", ["someone@customers.test"], b"Subject: hi\r\n\r\nhello\r\n")

@@ -44,12 +44,12 @@ def test_delivered_report_matched_by_token_confirms(db, make_attempt):
 
 
 def test_matched_by_envid_then_message_id(db, make_attempt):
-    a1 = make_attempt()
+    a1 = make_attempt("x@customers.test")
     r1 = _intake(db, report_for(a1, "x@customers.test"), [f"bounces+unknown@{BOUNCE_DOMAIN}"])
     assert r1.applied == [(a1.id, "delivered")]
     assert db.scalars(select(InboundReportRecipient.matched_by).where(
         InboundReportRecipient.inbound_id == r1.inbound_id)).one() == "envid"
-    a2 = make_attempt()
+    a2 = make_attempt("y@customers.test")
     r2 = _intake(db, report_for(a2, "y@customers.test", envid=None), [f"postmaster@{BOUNCE_DOMAIN}"])
     assert r2.applied == [(a2.id, "delivered")]
     assert db.scalars(select(InboundReportRecipient.matched_by).where(
@@ -70,7 +70,7 @@ def test_failed_report_opens_work_item_with_diagnostic(db, make_attempt):
 
 
 def test_relayed_and_delayed_never_count_as_failed(db, make_attempt):
-    relayed = make_attempt()
+    relayed = make_attempt("r@x.test")
     _intake(db, report_for(relayed, "r@x.test", "relayed", "2.0.0", "smtp; 250 ok"), _rcpt(relayed.token))
     delayed = make_attempt()
     _intake(db, report_for(delayed, "d@x.test", "delayed", "4.4.1", "smtp; 451 try later"), _rcpt(delayed.token))
@@ -140,7 +140,7 @@ def test_real_samples_match_by_envid(db, make_attempt):
 
 def test_size_cap_keeps_a_bounded_copy(db, make_attempt):
     attempt = make_attempt()
-    raw = report_for(attempt, "a@x.test").replace(b"--BB--", b"--BB\r\nContent-Type: text/plain\r\n\r\n"
+    raw = report_for(attempt, attempt.delivery.address).replace(b"--BB--", b"--BB\r\nContent-Type: text/plain\r\n\r\n"
                                                    + b"A" * (3 * 1024 * 1024) + b"\r\n--BB--")
     result = _intake(db, raw, _rcpt(attempt.token), keep_bytes=64 * 1024)
     message = db.get(InboundMessage, result.inbound_id)
@@ -153,5 +153,5 @@ def test_size_cap_keeps_a_bounded_copy(db, make_attempt):
 @given(raw=st.binary(max_size=2000), rcpt=st.text(max_size=40))
 def test_fuzz_intake_never_raises(db, raw, rcpt):
     result = process_inbound(db, raw, "<>", [rcpt], utcnow(), bounce_domain=BOUNCE_DOMAIN)
-    assert result.classification in ("report", "auto_reply", "unmatched", "malformed")
+    assert result.classification in ("report", "auto_reply", "complaint", "unmatched", "malformed")
     db.rollback()

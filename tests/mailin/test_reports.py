@@ -204,7 +204,7 @@ def test_read_receipt_is_not_a_delivery_report():
 )
 def test_hostile_inputs_never_raise(raw):
     parsed = parse_message(raw)
-    assert parsed.kind in ("report", "auto_reply", "malformed") and parsed.reason
+    assert parsed.kind in ("report", "auto_reply", "complaint", "malformed") and parsed.reason
 
 
 def test_huge_message_is_parsed_from_its_beginning():
@@ -226,7 +226,7 @@ def test_non_utf8_delivery_status_body():
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=4000))
 def test_fuzz_bytes_never_raise(raw):
-    assert parse_message(raw).kind in ("report", "auto_reply", "malformed")
+    assert parse_message(raw).kind in ("report", "auto_reply", "complaint", "malformed")
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -244,7 +244,7 @@ def test_fuzz_mutated_samples_never_raise(data):
             raw[pos:pos] = raw[pos : pos + data.draw(st.integers(1, 200))]
         if not raw:
             break
-    assert parse_message(bytes(raw)).kind in ("report", "auto_reply", "malformed")
+    assert parse_message(bytes(raw)).kind in ("report", "auto_reply", "complaint", "malformed")
 
 
 def test_field_text_is_capped_and_clean():
@@ -254,13 +254,18 @@ def test_field_text_is_capped_and_clean():
     assert len(block.diagnostic) <= reports.MAX_FIELD
 
 
-def test_non_standard_bounce_is_malformed_not_auto_reply():
+def test_non_standard_bounce_is_read_not_taken_for_an_auto_reply():
+    """Bounce markers are looked at before auto-reply markers (bounces carry Auto-Submitted too); a
+    clear failure notice without any code is a permanent failure, its key sentence the diagnostic."""
     raw = (
         b"From: MAILER-DAEMON@mx.customers.test\r\nSubject: failure notice\r\nAuto-Submitted: auto-replied\r\n\r\n"
         b"Hi. This is the qmail-send program. I'm afraid I wasn't able to deliver your message.\r\n"
     )
     parsed = parse_message(raw)
-    assert parsed.kind == "malformed" and "RFC 3464" in parsed.reason
+    assert parsed.kind == "report" and parsed.evidence == "text" and parsed.family == "qmail"
+    (block,) = parsed.recipients
+    assert (block.action, block.status, block.source) == ("failed", None, "text")
+    assert "wasn't able to deliver" in block.diagnostic
 
 
 def test_base64_encoded_delivery_status():
