@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from flask import Flask
 
 from console import config as config_module
+from console import outbox
 from console.db import make_engine, make_session_factory
 
 
@@ -24,13 +26,17 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     engine = app.config.get("ENGINE") or make_engine(app.config["DATABASE_URL"])
     app.extensions["billpost.engine"] = engine
-    app.extensions["billpost.session_factory"] = app.config.get("SESSION_FACTORY") or make_session_factory(engine)
+    app.extensions["billpost.engine_pid"] = os.getpid()  # jobs dispose of the pool in a forked child
+    factory = app.config.get("SESSION_FACTORY") or make_session_factory(engine)
+    app.extensions["billpost.session_factory"] = factory
+    outbox.install(app, factory)  # jobs recorded by services go to RQ when their transaction commits
 
-    from console import i18n, logs, web
+    from console import i18n, imports, logs, web
 
     logs.init_app(app)  # first: every later hook's log lines carry the request id
     i18n.init_app(app)
     web.init_app(app)
+    imports.register_importers()
     _register_blueprints(app)
 
     from console.cli import register_commands

@@ -56,23 +56,10 @@ def db_upgrade() -> None:
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 @with_appcontext
 def worker(burst: bool) -> None:
-    """An RQ worker on every queue, with the scheduler, JSON serializer."""
-    from rq import Worker
+    """An RQ worker on every queue, with the scheduler and the sweeper's arming (console/worker.py)."""
+    from console.worker import run_worker
 
-    from console.queues import QUEUES, get_queue, get_redis
-    from jobs.context import use_app
-
-    use_app(current_app._get_current_object())
-    from jobs.delivery import ensure_sweeper_scheduled
-
-    ensure_sweeper_scheduled(current_app._get_current_object())  # the delivery sweeper (repeating job)
-    from console.paper.pdf import preload_fonts
-
-    preload_fonts()  # once in the parent, so forked job processes start with the CJK font loaded
-    queues = [get_queue(name) for name in QUEUES]
-    Worker(queues, connection=get_redis(), serializer=queues[0].serializer).work(
-        with_scheduler=True, burst=burst
-    )
+    run_worker(current_app._get_current_object(), burst=burst)
 
 
 @click.command("serve")

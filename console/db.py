@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Annotated, Any
 
 from sqlalchemy import BigInteger, Date, DateTime, Engine, MetaData, create_engine, event
@@ -143,3 +144,8 @@ def sqlite_write_transactions() -> Iterator[None]:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def values(enum: type[StrEnum]) -> tuple[str, ...]:
+    """The plain values of a status vocabulary, in order, as check constraints and migrations spell them."""
+    return tuple(member.value for member in enum)

@@ -1,7 +1,8 @@
 """The importer registry: every CSV import of every domain, run the same way from the command line
 (`console import NAME FILE [--dry-run]`) and from the admin page (upload → preview → confirm).
 
-A domain registers its importers at import time of one of its modules:
+Each domain lists its importers in its `importers.IMPORTERS`; create_app registers them all
+(`register_importers`), and tests may add their own with `register_importer`:
 
     register_importer("reads", _l("Meter reads"), import_reads)
 
@@ -48,6 +49,15 @@ class Importer:
 
 IMPORTERS: dict[str, Importer] = {}
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
+
+
+def register_importers() -> None:
+    """Every domain's importers, in the order the admin page lists them (called by create_app)."""
+    from console.billing.importers import IMPORTERS as billing_importers
+    from console.customers.importers import IMPORTERS as customer_importers
+
+    for name, (label, func) in (customer_importers | billing_importers).items():
+        register_importer(name, label, func)
 
 
 def register_importer(name: str, label: Any, func: ImportFunc) -> None:

@@ -3,7 +3,6 @@ Redis server) under instance/ and every process of the launcher shares it throug
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from flask import Flask, current_app
@@ -26,7 +25,7 @@ def start_embedded_redis(instance: Path) -> str:
 
 def redis_url(app: Flask | None = None) -> str:
     app = app or current_app
-    url = app.config.get("REDIS_URL") or os.environ.get("REDIS_URL")
+    url = app.config.get("REDIS_URL")
     if not url:
         url = start_embedded_redis(Path(app.config["INSTANCE_PATH"]))
         app.config["REDIS_URL"] = url

@@ -1,4 +1,9 @@
-"""The one job-context wrapper: the app is built once per worker process, a session opened per job."""
+"""The one job-context wrapper: the app is built once per worker process, a session opened per job.
+
+`console worker` runs inside an app context, and RQ forks each job's process from it: a job then
+uses that app (`current_app`). A job run anywhere else (a bare `rq worker`) builds the app once.
+Tests hand theirs in with `use_app`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from flask import Flask
+from flask import Flask, current_app, has_app_context
 from sqlalchemy.orm import Session
 
 from console.db import sqlite_write_transactions
@@ -17,34 +22,27 @@ _app: Flask | None = None
 def job_app() -> Flask:
     global _app
     if _app is None:
-        from console import create_app
+        if has_app_context():
+            _app = current_app._get_current_object()
+        else:
+            from console import create_app
 
-        _app = create_app()
-        _remember_pid()
+            _app = create_app()
     return _app
 
 
 def use_app(app: Flask | None) -> None:
-    """Tests (and the worker command) hand in the app jobs should run against."""
+    """Tests hand in the app jobs should run against."""
     global _app
     _app = app
-    _remember_pid()
-
-
-_engine_pid: int | None = None
-
-
-def _remember_pid() -> None:
-    global _engine_pid
-    _engine_pid = os.getpid()
 
 
 def _fresh_pool_after_fork(app: Flask) -> None:
     """RQ's Worker forks a process per job: the child never reuses a pooled connection of the parent."""
-    global _engine_pid
-    if _engine_pid is not None and _engine_pid != os.getpid():
-        app.extensions["billpost.engine"].dispose(close=False)
-        _engine_pid = os.getpid()
+    if app.extensions.get("billpost.engine_pid") != os.getpid():
+        if "billpost.engine_pid" in app.extensions:
+            app.extensions["billpost.engine"].dispose(close=False)
+        app.extensions["billpost.engine_pid"] = os.getpid()
 
 
 @contextmanager

@@ -19,7 +19,6 @@ from sqlalchemy import delete, func, insert, select, text, update
 from console.audit import Actor
 from console.billing import cycles
 from console.billing.generation import period_bounds
-from console.billing.queueing import enqueue_chunks
 from console.billing.tariffs import seed_sample_tariffs
 from console.models import Customer, ServicePoint
 from console.models.billing import Bill, BillLine, BillMessage, Cycle, CycleChunk, LedgerEntry, MeterRead
@@ -289,11 +288,10 @@ def _generate(app: Flask, period: str, chunk_size: int) -> Iterator[str | dict]:
     factory = app.extensions["billpost.session_factory"]
     with factory() as session:
         reset_cycle(session, period)
-        cycle = cycles.open_cycle(session, period, Actor.cli())
-        chunks = cycles.start_run(session, period, Actor.cli(), chunk_size)
-        session.commit()
         get_queue("billing", app).empty()
-        enqueue_chunks(app, cycle, chunks)
+        cycles.open_cycle(session, period, Actor.cli())
+        chunks = cycles.start_run(session, period, Actor.cli(), chunk_size)
+        session.commit()  # the chunk jobs reach the queue with the commit
         yield f"{len(chunks)} chunks of up to {chunk_size} customers enqueued"
     env = dict(os.environ, REDIS_URL=redis_url(app), DATABASE_URL=app.config["DATABASE_URL"])
     result = subprocess.run([sys.executable, "-m", "console.billing.benchworker"], env=env, capture_output=True,

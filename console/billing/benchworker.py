@@ -17,20 +17,22 @@ def peak_rss_kb() -> int:
 
 def main() -> None:
     from rq import SimpleWorker
+    from rq.utils import import_attribute
 
     from console import create_app
+    from console.billing.cycles import CHUNK_JOB
     from console.queues import get_queue, get_redis
-    from jobs.context import use_app
 
     app = create_app()
-    use_app(app)
-    import jobs.billing  # noqa: F401 - imported before the clock starts, as a long-lived worker would
-
+    import_attribute(CHUNK_JOB)  # the job module loaded before the clock starts, as a long-lived worker has it
     queue = get_queue("billing", app)
     startup = peak_rss_kb()
-    started = time.perf_counter()
-    SimpleWorker([queue], connection=get_redis(app), serializer=queue.serializer).work(burst=True, logging_level="WARNING")
-    seconds = time.perf_counter() - started
+    with app.app_context():  # the jobs run against this app (jobs.context)
+        started = time.perf_counter()
+        SimpleWorker([queue], connection=get_redis(app), serializer=queue.serializer).work(
+            burst=True, logging_level="WARNING"
+        )
+        seconds = time.perf_counter() - started
     peak = peak_rss_kb()
     print(json.dumps({"seconds": seconds, "maxrss_kb": peak, "startup_rss_kb": startup}))
 

@@ -44,8 +44,9 @@ def cycle_open(period: str, bill_date) -> None:  # noqa: ANN001
 @click.option("--wait", is_flag=True, help="Work the jobs in this process until done, printing progress.")
 @with_appcontext
 def cycle_run(period: str, wait: bool) -> None:
+    from console import outbox
     from console.billing import cycles
-    from console.billing.queueing import enqueue_chunks, run_burst
+    from console.billing.burst import run_burst
 
     app = current_app._get_current_object()
     factory = app.extensions["billpost.session_factory"]
@@ -56,8 +57,7 @@ def cycle_run(period: str, wait: bool) -> None:
             raise click.ClickException(str(exc)) from None
         session.commit()
         cycle = cycles.get_cycle(session, period)
-        enqueued = enqueue_chunks(app, cycle, chunks)
-        click.echo(f"cycle {period}: {len(chunks)} chunks to do, {enqueued} jobs enqueued")
+        click.echo(f"cycle {period}: {len(chunks)} chunks to do, {_handed(outbox.handed_over(session))} jobs enqueued")
     if wait:
         run_burst(app, factory, cycle.id, click.echo)
         with factory() as session:
@@ -93,17 +93,21 @@ def cycle_report(period: str, as_json: bool) -> None:
 @click.argument("period")
 @with_appcontext
 def cycle_publish(period: str) -> None:
+    from console import outbox
     from console.billing import cycles
-    from console.billing.queueing import after_publish
 
     with _session() as session:
         try:
-            result = cycles.publish(session, period, Actor.cli())
+            result = cycles.publish(session, period, Actor.cli(), current_app.config)
         except ValueError as exc:  # CycleError, or the delivery domain's PublishError
             raise click.ClickException(str(exc)) from None
         session.commit()
-        sends = after_publish(current_app._get_current_object(), session, cycles.get_cycle(session, period).id)
+        sends = _handed(outbox.handed_over(session))
     click.echo(f"cycle {period} published: {result}; {sends} send jobs enqueued")
+
+
+def _handed(count: int | None) -> str:
+    return "no (Redis unreachable; the sweeper will queue them)" if count is None else str(count)
 
 
 @click.group("bills")
@@ -173,7 +177,6 @@ def bench_cycle(customers: int, period: str, key_accounts: int, points_per_accou
 
 def register(app: Flask, import_group: click.Group, bench_group: click.Group) -> None:
     """Adds this domain's commands."""
-    from console.billing import importers  # noqa: F401 - registers the billing importers
 
     for group in (cycle_group, bills_group, tariffs_group):
         app.cli.add_command(group)

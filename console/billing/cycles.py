@@ -7,21 +7,25 @@ attempts and last error; RQ job ids are deterministic pointers (`billing-<period
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from datetime import date
+from collections.abc import Mapping
+from datetime import date, datetime
 
+from rq import Retry
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from console import outbox
 from console.audit import Actor, record_audit
 from console.billing.generation import generate_chunk, period_bounds
 from console.db import utcnow
+from console.delivery.publish import publish_and_queue
+from console.delivery.report import delivery_counts
 from console.models import Customer, ServicePoint
-from console.models.billing import Bill, Cycle, CycleChunk
+from console.models.billing import Bill, ChunkStatus, Cycle, CycleChunk, CycleStatus
 
 PERIOD_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-# Other domains add to the cycle report: fn(session, cycle, report_dict) -> None (e.g. e-mail counts).
-REPORT_HOOKS: list[Callable[[Session, Cycle, dict], None]] = []
+CHUNK_JOB = "jobs.billing.generate_chunk"
+CHUNK_JOB_OPTIONS = {"job_timeout": 1800, "retry": Retry(max=2), "result_ttl": 86400, "failure_ttl": 7 * 86400}
 
 
 class CycleError(ValueError):
@@ -82,9 +86,11 @@ def job_id(period: str, chunk_no: int) -> str:
     return f"billing-{period}-{chunk_no}"
 
 
-def start_run(session: Session, period: str, actor: Actor, chunk_size: int, retry_failed: bool = True) -> list[CycleChunk]:
-    """Mark the cycle running and return the chunks to enqueue (not done yet). The caller commits,
-    then enqueues (console.billing.queueing.enqueue_chunks): the rows are the promise."""
+def start_run(
+    session: Session, period: str, actor: Actor, chunk_size: int, retry_failed: bool = True, only_retries: bool = False
+) -> list[CycleChunk]:
+    """Mark the cycle running and ask for a job per chunk not done yet (after the caller's commit:
+    the rows are the promise). `only_retries`: just the chunks that ran before and failed."""
     cycle = get_cycle(session, parse_period(period))
     if cycle is None:
         raise CycleError(f"no cycle {period}: open it first")
@@ -93,14 +99,43 @@ def start_run(session: Session, period: str, actor: Actor, chunk_size: int, retr
     chunks = plan_chunks(session, cycle, chunk_size)
     todo = [c for c in chunks if c.status != "done" and (retry_failed or c.status != "failed")]
     for chunk in todo:
-        if chunk.status == "failed":
-            chunk.status = "queued"
-    if todo or cycle.status in ("open", "failed"):
-        cycle.status = "running" if todo else "generated"
+        if chunk.status == ChunkStatus.FAILED:
+            chunk.status = ChunkStatus.QUEUED
+    if todo or cycle.status in (CycleStatus.OPEN, CycleStatus.FAILED):
+        cycle.status = CycleStatus.RUNNING if todo else CycleStatus.GENERATED
         cycle.run_started_at = cycle.run_started_at or utcnow()
     record_audit(session, actor, "cycle.run", "cycle", cycle.id, after={"chunks": len(todo)})
     session.flush()
+    if only_retries:
+        todo = [c for c in todo if c.attempts > 0]
+    queue_chunks(session, cycle.id, todo)
     return todo
+
+
+def queue_chunks(session: Session, cycle_id: int, chunks: list[CycleChunk]) -> int:
+    """One generation job per chunk, handed to the queue after the commit (deterministic ids)."""
+    for chunk in chunks:
+        outbox.after_commit(
+            session, "billing", CHUNK_JOB, cycle_id, chunk.chunk_no, job_id=chunk.job_id, **CHUNK_JOB_OPTIONS
+        )
+    return len(chunks)
+
+
+def queue_unfinished_chunks(session: Session) -> int:
+    """The sweeper's question: every chunk of a running cycle not yet done or failed gets its job asked
+    for again (a job still waiting or running is not duplicated; one lost with Redis or a killed
+    worker is queued anew)."""
+    rows = session.execute(
+        select(CycleChunk.cycle_id, CycleChunk.chunk_no, CycleChunk.job_id)
+        .join(Cycle, Cycle.id == CycleChunk.cycle_id)
+        .where(Cycle.status == CycleStatus.RUNNING, CycleChunk.status.in_((ChunkStatus.QUEUED, ChunkStatus.RUNNING)))
+        .order_by(CycleChunk.cycle_id, CycleChunk.chunk_no)
+    ).all()
+    for cycle_id, chunk_no, chunk_job_id in rows:
+        outbox.after_commit(
+            session, "billing", CHUNK_JOB, cycle_id, chunk_no, job_id=chunk_job_id, **CHUNK_JOB_OPTIONS
+        )
+    return len(rows)
 
 
 def run_chunk(session: Session, cycle_id: int, chunk_no: int, settings: dict) -> int:
@@ -169,7 +204,7 @@ def progress(session: Session, cycle: Cycle) -> dict:
 
 
 def cycle_report(session: Session, period: str) -> dict:
-    """The cycle's counts as a dict; REPORT_HOOKS add their own keys (delivery adds e-mail counts)."""
+    """The cycle's counts as a dict, with the delivery domain's e-mail counts."""
     cycle = get_cycle(session, parse_period(period))
     if cycle is None:
         raise CycleError(f"no cycle {period}")
@@ -191,20 +226,16 @@ def cycle_report(session: Session, period: str) -> dict:
         "chunks": {k: prog[k] for k in ("chunks_total", "chunks_done", "chunks_failed", "chunks_waiting")},
         "failed_chunks": prog["failed"],
     }
-    for hook in REPORT_HOOKS:
-        hook(session, cycle, report)
+    report["email"] = delivery_counts(session, cycle.id)
     return report
 
 
-def publish(session: Session, period: str, actor: Actor, now=None):  # noqa: ANN001, ANN201
-    """Hand the cycle to the delivery domain's publish_cycle (if it exists yet)."""
+def publish(session: Session, period: str, actor: Actor, config: Mapping, now: datetime | None = None) -> dict:
+    """Hand the generated cycle to the delivery domain (bills published, deliveries written, send jobs
+    asked for after the caller's commit)."""
     cycle = get_cycle(session, parse_period(period))
     if cycle is None:
         raise CycleError(f"no cycle {period}")
-    if cycle.status != "generated" and cycle.status != "published":
+    if cycle.status not in (CycleStatus.GENERATED, CycleStatus.PUBLISHED):
         raise CycleError(f"cycle {period} is {cycle.status}: generate it completely first")
-    try:
-        from console.delivery.publish import publish_cycle
-    except ImportError as exc:
-        raise CycleError("publishing is not available yet (console.delivery.publish)") from exc
-    return publish_cycle(session, cycle.id, actor, now or utcnow())
+    return publish_and_queue(session, cycle.id, actor, now or utcnow(), config)

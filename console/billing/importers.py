@@ -563,6 +563,7 @@ def import_installments(session: Session, data: bytes, actor: Actor, dry_run: bo
     return summary
 
 
+# Registered with the import registry by create_app (console.imports.register_importers).
 IMPORTERS = {
     "reads": (_l("Meter reads"), import_reads),
     "charges": (_l("Charges"), import_charges),
@@ -570,15 +571,3 @@ IMPORTERS = {
     "deposits": (_l("Deposits"), import_deposits),
     "installments": (_l("Installment plans"), import_installments),
 }
-
-
-def _register() -> None:
-    try:
-        from console.imports import register_importer
-    except ImportError:  # the registry is another domain's; the functions work without it
-        return
-    for name, (label, func_) in IMPORTERS.items():
-        register_importer(name, label, func_)
-
-
-_register()

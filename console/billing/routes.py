@@ -168,17 +168,12 @@ def cycle_progress(period: str):
 
 
 def _run(period: str, retry_only: bool = False):  # noqa: ANN202
-    from console.billing.queueing import enqueue_chunks
-
     cycle = _cycle_or_404(period)
     session = db()
     error = None
     try:
-        chunks = cycles.start_run(session, period, _actor(), int(current_app.config["CYCLE_CHUNK_SIZE"]))
-        if retry_only:
-            chunks = [c for c in chunks if c.attempts > 0]
+        cycles.start_run(session, period, _actor(), int(current_app.config["CYCLE_CHUNK_SIZE"]), only_retries=retry_only)
         session.commit()
-        enqueue_chunks(current_app._get_current_object(), cycle, chunks)
     except cycles.CycleError as exc:
         session.rollback()
         error = str(exc)
@@ -202,11 +197,8 @@ def publish_cycle(period: str):
     session = db()
     error = None
     try:
-        cycles.publish(session, period, _actor())
+        cycles.publish(session, period, _actor(), current_app.config)
         session.commit()
-        from console.billing.queueing import after_publish
-
-        after_publish(current_app._get_current_object(), session, cycle.id)
     except ValueError as exc:  # CycleError, or the delivery domain's PublishError
         session.rollback()
         error = str(exc)

@@ -33,7 +33,6 @@ from console.csvimport import (
 )
 from console.customers.services import parse_id_number
 from console.db import utcnow
-from console.imports import register_importer
 from console.models import Customer, Recipient, ServicePoint, User, UserRole
 from console.models.customers import CHANNELS, CUSTOMER_TYPES, RECIPIENT_CHANNELS, RELATIONSHIPS
 
@@ -474,6 +473,9 @@ def import_recipients(session: Session, data: bytes, actor: Actor, dry_run: bool
     return summary
 
 
-register_importer("customers", _l("Customers"), import_customers)
-register_importer("service-points", _l("Service points"), import_service_points)
-register_importer("recipients", _l("Bill recipients"), import_recipients)
+# Registered with the import registry by create_app (console.imports.register_importers).
+IMPORTERS = {
+    "customers": (_l("Customers"), import_customers),
+    "service-points": (_l("Service points"), import_service_points),
+    "recipients": (_l("Bill recipients"), import_recipients),
+}

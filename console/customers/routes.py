@@ -23,10 +23,7 @@ from flask_login import current_user
 import console.imports  # noqa: F401  (the admin import page: routes on admin_bp before it is registered)
 from console.audit import Actor
 from console.csvimport import safe_cell
-from console.customers import (
-    importers,  # noqa: F401  (registers the customer-file importers)
-    services,
-)
+from console.customers import services
 from console.extensions import db
 from console.models import ROLES
 from console.web.auth import guard_blueprint

@@ -27,21 +27,21 @@ def publish_command(period: str) -> None:
     """Publish the cycle PERIOD's bills, write their deliveries and queue the e-mail send jobs."""
     from sqlalchemy import select
 
+    from console import outbox
     from console.db import utcnow
-    from console.delivery.publish import PublishError, publish_cycle
+    from console.delivery.publish import PublishError, publish_and_queue
     from console.models import Cycle
-    from jobs.delivery import enqueue_queued_sends
 
     with _session() as session:
         cycle = session.scalars(select(Cycle).where(Cycle.period == period)).first()
         if cycle is None:
             raise click.ClickException(f"no cycle {period}")
         try:
-            result = publish_cycle(session, cycle.id, Actor.cli(), utcnow())
+            result = publish_and_queue(session, cycle.id, Actor.cli(), utcnow(), current_app.config)
         except PublishError as exc:
             raise click.ClickException(str(exc)) from None
         session.commit()
-        jobs = enqueue_queued_sends(session, current_app._get_current_object(), cycle_id=cycle.id)
+        jobs = outbox.handed_over(session)
     click.echo(json.dumps(result | {"send_jobs_queued": jobs}, ensure_ascii=False))
 
 
@@ -49,10 +49,14 @@ def publish_command(period: str) -> None:
 @with_appcontext
 def send_queued_command() -> None:
     """Queue send jobs for every queued, unclaimed e-mail delivery (the sweeper does this too)."""
-    from jobs.delivery import enqueue_queued_sends
+    from console import outbox
+    from console.db import utcnow
+    from console.delivery.queueing import queue_queued_sends
 
     with _session() as session:
-        jobs = enqueue_queued_sends(session, current_app._get_current_object())
+        queue_queued_sends(session, utcnow(), int(current_app.config["SEND_BATCH_SIZE"]))
+        session.commit()
+        jobs = outbox.handed_over(session)
     click.echo(f"{jobs} send jobs queued")
 
 
@@ -60,11 +64,13 @@ def send_queued_command() -> None:
 @with_appcontext
 def sweep_command() -> None:
     """Run the sweeper once now (deadlines, resends, forgotten sends)."""
-    from jobs.context import use_app
-    from jobs.delivery import sweep
+    from console.db import sqlite_write_transactions, utcnow
+    from console.delivery import sweeper
 
-    use_app(current_app._get_current_object())
-    click.echo(json.dumps(sweep()))
+    with sqlite_write_transactions(), _session() as session:
+        counts = sweeper.sweep(session, utcnow(), current_app.config)
+        session.commit()
+    click.echo(json.dumps(counts))
 
 
 @delivery_group.command("counts")
@@ -85,12 +91,10 @@ def counts_command(period: str) -> None:
 
 
 def register(app: Flask, import_group: click.Group, bench_group: click.Group) -> None:
-    """Adds this domain's commands (and the e-mail counts to the billing cycle report)."""
+    """Adds this domain's commands."""
     from console.delivery.bench import bench_email
     from console.delivery.mailin import bench_mailin_command, mailin_command
-    from console.delivery.report import register_report_hook
 
-    register_report_hook()
     app.cli.add_command(delivery_group)
     app.cli.add_command(mailin_command)
     bench_group.add_command(bench_email)

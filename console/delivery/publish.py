@@ -1,13 +1,14 @@
 """Publishing a cycle: its bills go on the web page and the outbox gets one delivery per recipient.
 
-The transactional outbox: the bills' status and their delivery rows are written in one transaction;
-after the commit the caller enqueues the send batches (jobs.delivery.enqueue_queued_sends), and the
-sweeper re-enqueues anything a lost Redis forgot. Publishing again writes nothing new (the unique
+The transactional outbox: the bills' status, their delivery rows and the send jobs asked for
+(console.delivery.queueing) are written in one transaction; the jobs reach RQ after the commit
+(console.outbox), and the sweeper re-enqueues anything a lost Redis forgot. Publishing again writes nothing new (the unique
 key bill/channel/address).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from sqlalchemy import select
@@ -16,23 +17,15 @@ from sqlalchemy.orm import Session, selectinload
 from console.audit import Actor, record_audit
 from console.delivery.message import InvalidAddress, parse_address
 from console.delivery.policy import open_work_item
+from console.delivery.queueing import queue_queued_sends
 from console.models import Bill, Customer, Cycle, Delivery
-from console.paper.rules import paper_allowed
+from console.paper.rules import paper_recipients
 
 PUBLISHABLE = ("generated", "published")
 
 
 class PublishError(ValueError):
     pass
-
-
-def _paper_key_accounts_only() -> bool:
-    try:
-        from flask import current_app
-
-        return bool(current_app.config.get("PAPER_KEY_ACCOUNTS_ONLY", True))
-    except RuntimeError:
-        return True
 
 
 def email_targets(customer: Customer) -> list[tuple[int | None, str, str]]:
@@ -46,28 +39,12 @@ def email_targets(customer: Customer) -> list[tuple[int | None, str, str]]:
     return targets
 
 
-def paper_targets(customer: Customer, key_accounts_only: bool) -> list[tuple[int | None, str, str, int]]:
-    """(recipient id or None, postal address, name, copies) of every paper copy of a bill."""
-    if not paper_allowed(customer, key_accounts_only):
-        return []
-    targets: list[tuple[int | None, str, str, int]] = []
-    if customer.channel_paper and (customer.postal_address or "").strip():
-        address = customer.postal_address.strip()
-        if customer.postal_code:
-            address = f"{address} {customer.postal_code.strip()}"
-        targets.append((None, address, customer.name, 1))
-    for rec in customer.recipients:
-        if rec.active and rec.channel == "paper":
-            targets.append((rec.id, rec.address.strip(), rec.name, rec.copies))
-    return targets
-
-
 def publish_cycle(
     session: Session,
     cycle_id: int,
     actor: Actor,
     now: datetime,
-    paper_key_accounts_only: bool | None = None,
+    paper_key_accounts_only: bool = True,
 ) -> dict:
     """Publish the cycle's generated bills and write their deliveries; flush, never commit.
 
@@ -78,8 +55,6 @@ def publish_cycle(
         raise PublishError(f"no cycle {cycle_id}")
     if cycle.status not in PUBLISHABLE:
         raise PublishError(f"cycle {cycle.period} is {cycle.status}; only generated cycles can be published")
-    if paper_key_accounts_only is None:
-        paper_key_accounts_only = _paper_key_accounts_only()
     before = {"status": cycle.status}
 
     bills = session.scalars(
@@ -135,8 +110,8 @@ def publish_cycle(
             counts["email"] += 1
             if error is not None:
                 invalid.append(delivery)
-        for recipient_id, address, name, copies in paper_targets(customer, paper_key_accounts_only):
-            key = (bill.id, "paper", address[:300])
+        for target in paper_recipients(customer, paper_key_accounts_only):
+            key = (bill.id, "paper", target.delivery_address)
             if key in existing:
                 continue
             existing.add(key)
@@ -144,11 +119,11 @@ def publish_cycle(
                 Delivery(
                     bill_id=bill.id,
                     customer_id=customer.id,
-                    recipient_id=recipient_id,
+                    recipient_id=target.recipient_id,
                     channel="paper",
-                    address=address[:300],
-                    recipient_name=name[:200],
-                    copies=copies,
+                    address=target.delivery_address,
+                    recipient_name=target.name[:200],
+                    copies=target.copies,
                     status="queued",
                     attempts_made=0,
                     send_errors=0,
@@ -167,3 +142,11 @@ def publish_cycle(
     record_audit(session, actor, "cycle.publish", "cycle", cycle.id, before=before, after={"status": "published"} | counts)
     session.flush()
     return {"cycle_id": cycle.id, "period": cycle.period} | counts
+
+
+def publish_and_queue(session: Session, cycle_id: int, actor: Actor, now: datetime, config: Mapping) -> dict:
+    """Publish (as above) and ask for the send jobs of every queued e-mail of the cycle, which go to
+    the queue when the caller commits. `config`: the app's settings."""
+    result = publish_cycle(session, cycle_id, actor, now, paper_key_accounts_only=config["PAPER_KEY_ACCOUNTS_ONLY"])
+    result["send_jobs"] = queue_queued_sends(session, now, int(config["SEND_BATCH_SIZE"]), cycle_id=cycle_id)
+    return result

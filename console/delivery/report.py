@@ -1,4 +1,5 @@
-"""E-mail delivery figures of a cycle, for `console cycle report PERIOD --json` (a billing report hook)."""
+"""E-mail delivery figures of a cycle: `console cycle report PERIOD --json`, `console delivery counts`,
+and the admin's cycle dashboard (console.inboxes.dashboard asks `email_funnel`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from console.models import Bill, Delivery, DeliveryAttempt, WorkItem
+from console.models.delivery import Channel, ConfirmedBy, DeliveryStatus
 
 
 def delivery_counts(session: Session, cycle_id: int) -> dict:
@@ -70,15 +72,23 @@ def delivery_counts(session: Session, cycle_id: int) -> dict:
     }
 
 
-def report_hook(session: Session, cycle, report: dict) -> None:  # noqa: ANN001
-    report["email"] = delivery_counts(session, cycle.id)
-
-
-def register_report_hook() -> None:
-    """Add the e-mail counts to the billing cycle report (once)."""
-    try:
-        from console.billing.cycles import REPORT_HOOKS
-    except ImportError:
-        return
-    if report_hook not in REPORT_HOOKS:
-        REPORT_HOOKS.append(report_hook)
+def email_funnel(session: Session, cycle_id: int) -> dict[str, int]:
+    """The dashboard's e-mail steps: deliveries, e-mailed, confirmed (by how), resent, still queued."""
+    in_cycle = Delivery.bill_id.in_(select(Bill.id).where(Bill.cycle_id == cycle_id))
+    email = session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((Delivery.attempts_made > 0, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((Delivery.status == DeliveryStatus.CONFIRMED, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((Delivery.confirmed_by == ConfirmedBy.DELIVERED, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((Delivery.confirmed_by == ConfirmedBy.RELAYED, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((Delivery.confirmed_by == ConfirmedBy.PORTAL_OPEN, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((Delivery.attempts_made > 1, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((Delivery.status == DeliveryStatus.QUEUED, 1), else_=0)), 0),
+        ).where(in_cycle, Delivery.channel == Channel.EMAIL, Delivery.status != DeliveryStatus.CANCELLED)
+    ).one()
+    return {
+        "email_deliveries": email[0], "emailed": int(email[1]), "confirmed": int(email[2]),
+        "confirmed_delivered": int(email[3]), "confirmed_relayed": int(email[4]),
+        "confirmed_portal_open": int(email[5]), "resent": int(email[6]), "email_queued": int(email[7]),
+    }

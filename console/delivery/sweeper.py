@@ -1,11 +1,14 @@
-"""The sweeper: deadlines and forgotten sends, found in the database (no timers in memory).
+"""The sweeper: deadlines and forgotten work, found in the database (no timers in memory).
 
-Run periodically by RQ (jobs.delivery.sweep, scheduled by `console worker`). Each pass:
+Run periodically as the RQ job jobs.delivery.sweep (armed by every `console worker`, see
+console/worker.py). Each pass:
 
 1. deliveries `sent` whose `confirm_due_at` has passed: after the first attempt → back to `queued`
    for the one resend; after the resend → `failed` with an `email_unconfirmed` work item;
 2. e-mail deliveries `queued` with no live claim whose send job is missing or stale (never enqueued,
-   Redis lost, a worker killed mid-batch) → returned for re-enqueueing.
+   Redis lost, a worker killed mid-batch) → send jobs queued again after the commit;
+3. the other domains' unfinished queued work (cycle chunks, print batches) → their jobs queued again
+   (each domain says what it has pending; RQ's unique job ids make asking again harmless).
 
 Concurrency: rows are read with FOR UPDATE SKIP LOCKED on PostgreSQL and changed by conditional
 UPDATEs (WHERE status, attempts_made and confirm_due_at still hold what was read), so two sweepers
@@ -14,13 +17,18 @@ at once resend a delivery once. SQLite has one writer: a second sweeper waits or
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from console.billing import cycles
 from console.delivery.policy import MAX_ATTEMPTS, lock_for_write, open_work_item, transition
+from console.delivery.queueing import queue_sends
 from console.models import Delivery
+from console.models.delivery import Channel, DeliveryStatus, WorkItemReason
+from console.paper import batches
 
 REENQUEUE_AFTER = timedelta(minutes=10)  # a queued send job older than this is presumed lost
 
@@ -29,7 +37,7 @@ def due_deadlines(session: Session, now: datetime, limit: int) -> list[Delivery]
     return list(
         session.scalars(
             select(Delivery)
-            .where(Delivery.status == "sent", Delivery.confirm_due_at <= now)
+            .where(Delivery.status == DeliveryStatus.SENT, Delivery.confirm_due_at <= now)
             .order_by(Delivery.confirm_due_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -42,17 +50,19 @@ def sweep_deadlines(session: Session, now: datetime, limit: int = 1000) -> dict:
     resent = escalated = 0
     for delivery in due_deadlines(session, now, limit):
         expect = {
-            "status": "sent",
+            "status": DeliveryStatus.SENT,
             "attempts_made": delivery.attempts_made,
             "confirm_due_at": delivery.confirm_due_at,
         }
         if delivery.attempts_made < MAX_ATTEMPTS:
             if transition(
-                session, delivery, expect, status="queued", confirm_due_at=None, claimed_until=None, enqueued_at=None
+                session, delivery, expect, status=DeliveryStatus.QUEUED, confirm_due_at=None, claimed_until=None, enqueued_at=None
             ):
                 resent += 1
-        elif transition(session, delivery, expect, status="failed", confirm_due_at=None, claimed_until=None):
-            open_work_item(session, delivery, "email_unconfirmed")
+        elif transition(
+            session, delivery, expect, status=DeliveryStatus.FAILED, confirm_due_at=None, claimed_until=None
+        ):
+            open_work_item(session, delivery, WorkItemReason.EMAIL_UNCONFIRMED)
             escalated += 1
     session.flush()
     return {"resend_queued": resent, "escalated": escalated}
@@ -64,8 +74,8 @@ def sendable(session: Session, now: datetime, limit: int = 100_000, stale: timed
         session.scalars(
             select(Delivery.id)
             .where(
-                Delivery.channel == "email",
-                Delivery.status == "queued",
+                Delivery.channel == Channel.EMAIL,
+                Delivery.status == DeliveryStatus.QUEUED,
                 or_(Delivery.claimed_until.is_(None), Delivery.claimed_until <= now),
                 or_(Delivery.enqueued_at.is_(None), Delivery.enqueued_at <= now - stale),
             )
@@ -75,8 +85,12 @@ def sendable(session: Session, now: datetime, limit: int = 100_000, stale: timed
     )
 
 
-def sweep(session: Session, now: datetime, stale: timedelta = REENQUEUE_AFTER) -> dict:
-    """One pass; flushes. Returns the counts and `to_send`: the ids the caller enqueues after commit."""
+def sweep(session: Session, now: datetime, config: Mapping) -> dict:
+    """One pass; flushes. The jobs it asks for go to the queue when the caller commits."""
     counts = sweep_deadlines(session, now)
-    counts["to_send"] = sendable(session, now, stale=stale)
+    to_send = sendable(session, now, stale=timedelta(seconds=int(config["SEND_REENQUEUE_SECONDS"])))
+    counts["to_send"] = to_send
+    counts["send_jobs"] = queue_sends(session, to_send, now, int(config["SEND_BATCH_SIZE"]))
+    counts["chunk_jobs"] = cycles.queue_unfinished_chunks(session)
+    counts["pdf_jobs"] = batches.queue_unfinished_batches(session)
     return counts

@@ -25,6 +25,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy.exc import OperationalError
 
+from console import outbox
 from console.audit import Actor, log_security_event, record_audit
 from console.extensions import db
 from console.inboxes import dashboard, services
@@ -199,14 +200,15 @@ def call(item_id: int):
 @items_bp.route("/<int:item_id>/email", methods=["POST"])
 def correct_email(item_id: int):
     def action(session):  # noqa: ANN001, ANN202
-        delivery = services.correct_email(session, _viewer(), item_id, request.form.get("email", ""), _actor())
+        delivery = services.correct_email(
+            session, _viewer(), item_id, request.form.get("email", ""), _actor(),
+            int(current_app.config["SEND_BATCH_SIZE"]),
+        )
         return delivery
 
     def done(delivery) -> str:  # noqa: ANN001
-        from console.inboxes.followup import enqueue_send
-
         log_security_event("contact_changed", current_user, f"work_item={item_id} delivery={delivery.id}")
-        if enqueue_send(db(), [delivery.id], app=current_app._get_current_object()):
+        if outbox.handed_over(db()):  # the send job reached the queue with the commit
             return _("Address corrected; the bill is being sent again to %(address)s.", address=delivery.address)
         return _("Address corrected; the bill is queued to be sent again to %(address)s.", address=delivery.address)
 
@@ -218,7 +220,7 @@ def switch_to_paper(item_id: int):
     return _act(
         item_id,
         lambda s: services.switch_to_paper(
-            s, _viewer(), item_id, _actor(), current_app.config.get("PAPER_KEY_ACCOUNTS_ONLY", True)
+            s, _viewer(), item_id, _actor(), current_app.config["PAPER_KEY_ACCOUNTS_ONLY"]
         ),
         _("The customer now gets paper bills; this bill is queued for printing."),
     )
@@ -291,7 +293,7 @@ def retry_cycle(cycle_id: int):
     session = db()
     cycle = session.get(Cycle, cycle_id) or abort(404)
     try:
-        chunks = dashboard.retry_failed_chunks(session, cycle, _actor(), current_app.config["CYCLE_CHUNK_SIZE"])
+        dashboard.retry_failed_chunks(session, cycle, _actor(), current_app.config["CYCLE_CHUNK_SIZE"])
     except LookupError:
         abort(404)
     except ValueError as exc:  # billing refuses (e.g. the cycle is published)
@@ -299,9 +301,6 @@ def retry_cycle(cycle_id: int):
         return render_template("inboxes/_cycle.html", card=dashboard.cycle_card(session, cycle),
                                poll_seconds=POLL_SECONDS, error=str(exc)), 422
     session.commit()
-    from console.billing.queueing import enqueue_chunks
-
-    enqueue_chunks(current_app._get_current_object(), cycle, chunks)
     if not is_fragment_request():
         flash(_("The failed chunks are queued again."))
         return redirect(url_for("inbox_admin.index")), 303

@@ -18,8 +18,10 @@ from sqlalchemy import and_, false, func, or_, select, true, update
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from console.audit import Actor, record_audit, record_contact
-from console.csvimport import parse_email
+from console.customers.services import mask_id_number
 from console.db import utcnow
+from console.delivery import corrections
+from console.delivery.message import InvalidAddress, parse_address
 from console.models import (
     AuditEvent,
     Bill,
@@ -64,20 +66,6 @@ class Viewer:
     @property
     def is_admin(self) -> bool:
         return "admin" in self.roles
-
-
-def mask_id_number(value: str | None) -> str:
-    try:
-        from console.customers.services import mask_id_number as shared
-    except ImportError:
-        shared = None
-    if shared is not None:
-        return shared(value)
-    if not value:
-        return ""
-    if len(value) <= 8:
-        return "*" * len(value)
-    return value[:6] + "*" * (len(value) - 10) + value[-4:]
 
 
 # ---- visibility ---------------------------------------------------------------------------------
@@ -433,27 +421,15 @@ def record_call(session: Session, viewer: Viewer, item_id: int, outcome: str, no
     return record
 
 
-def _parse_address(raw: str) -> str:
-    """The delivery domain's strict parser (the one the sender trusts) when present, else the shared one."""
-    try:
-        from console.delivery.message import parse_address
-    except ImportError:
-        return parse_email(raw)
-    if not raw:
-        raise ValueError("empty")
-    return parse_address(raw)
-
-
 def correct_email(
-    session: Session, viewer: Viewer, item_id: int, new_email: str, actor: Actor
+    session: Session, viewer: Viewer, item_id: int, new_email: str, actor: Actor, send_batch_size: int
 ) -> Delivery:
     """Corrects the address the failed delivery went to (the holder's or a recipient's), closes the
-    item and queues the bill again to the new address. Returns the new delivery (send it after commit)."""
-    from console.inboxes.followup import ResendRefused, correct_address_and_resend
-
+    item and has the delivery domain send the bill again to the new address (after the commit).
+    Returns the delivery that will be sent."""
     try:
-        address = _parse_address((new_email or "").strip())
-    except ValueError:
+        address = parse_address((new_email or "").strip())
+    except InvalidAddress:
         raise InboxError(_l("That is not a valid e-mail address.")) from None
     item = _take(session, viewer, item_id, actor)
     delivery = session.get(Delivery, item.delivery_id)
@@ -482,21 +458,13 @@ def correct_email(
                      after={"email": address, "work_item_id": item.id})
         name = None
     try:
-        new = correct_address_and_resend(session, delivery, address, actor, recipient_name=name)
-    except ResendRefused as exc:
+        new = corrections.resend_to_address(
+            session, delivery, address, actor, utcnow(), send_batch_size, recipient_name=name
+        )
+    except corrections.ResendRefused as exc:
         raise InboxError(str(exc)) from None
     _close(session, item, "address_corrected", actor, {"new_delivery_id": new.id, "address": address})
     return new
-
-
-def _paper_targets(customer: Customer, key_accounts_only: bool) -> list[tuple[int | None, str, str, int]]:
-    """The delivery domain's paper targets (holder and paper recipients), or the holder alone."""
-    try:
-        from console.delivery.publish import paper_targets
-    except ImportError:
-        address = " ".join(p for p in (customer.postal_address, customer.postal_code) if p)
-        return [(None, address, customer.name, 1)]
-    return paper_targets(customer, key_accounts_only)
 
 
 def switch_to_paper(
@@ -519,20 +487,7 @@ def switch_to_paper(
     # This bill goes on paper too: a queued paper delivery is what the print batches pick up.
     session.flush()
     session.refresh(customer, ["recipients"])
-    for recipient_id, address, name, copies in _paper_targets(customer, key_accounts_only):
-        exists = session.scalar(
-            select(Delivery.id).where(
-                Delivery.bill_id == item.bill_id, Delivery.channel == "paper", Delivery.address == address
-            )
-        )
-        if exists is None:
-            session.add(
-                Delivery(
-                    bill_id=item.bill_id, customer_id=customer.id, recipient_id=recipient_id, channel="paper",
-                    address=address, recipient_name=name, copies=copies, status="queued", attempts_made=0,
-                )
-            )
-    session.flush()
+    corrections.add_paper_copies(session, item.bill_id, customer, key_accounts_only, utcnow())
     _close(session, item, "switched_to_paper", actor)
     return item
 

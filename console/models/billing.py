@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from enum import StrEnum
 
 from sqlalchemy import (
     JSON,
@@ -24,10 +25,34 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from console.db import Base, Money, MoneyType, Timestamp, utcnow
+from console.db import Base, Money, MoneyType, Timestamp, utcnow, values
 
 BILL_TYPES = ("regular", "collective", "non_metered", "adjustment", "installment", "final")
-CYCLE_STATUSES = ("open", "running", "generated", "published", "failed")
+
+
+class CycleStatus(StrEnum):
+    OPEN = "open"
+    RUNNING = "running"
+    GENERATED = "generated"
+    PUBLISHED = "published"
+    FAILED = "failed"
+
+
+class ChunkStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class BillStatus(StrEnum):
+    GENERATED = "generated"
+    PUBLISHED = "published"
+
+
+CYCLE_STATUSES = values(CycleStatus)
+CHUNK_STATUSES = values(ChunkStatus)
+BILL_STATUSES = values(BillStatus)
 # Signed: the amount is the entry's effect on the balance (charges +, payments and write-offs -).
 LEDGER_KINDS = (
     "electricity",
@@ -41,7 +66,6 @@ LEDGER_KINDS = (
     "payment",
     "deposit_applied",
 )
-CHUNK_STATUSES = ("queued", "running", "done", "failed")
 PIN_KINDS = ("together", "apart")
 TARIFF_KINDS = ("tiered", "time_of_use")
 
@@ -78,7 +102,7 @@ class Bill(Base):
     __tablename__ = "bills"
     __table_args__ = (
         CheckConstraint(f"bill_type IN {BILL_TYPES!r}", name="bill_type"),
-        CheckConstraint("status IN ('generated', 'published')", name="status"),
+        CheckConstraint(f"status IN {BILL_STATUSES!r}", name="status"),
         UniqueConstraint("cycle_id", "customer_id", "unit_key"),
         Index("ix_bills_customer_cycle", "customer_id", "cycle_id"),
     )

@@ -6,6 +6,8 @@ the names below stable.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -19,20 +21,66 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from console.db import Base, Timestamp, utcnow
+from console.db import Base, Timestamp, utcnow, values
 
-DELIVERY_CHANNELS = ("email", "paper")
-# queued: waiting to be sent or printed; sent: out, waiting for confirmation until confirm_due_at;
-# confirmed: delivered / relayed / opened on the web / post confirmed; failed: no more attempts
-# (a work item is open or was closed); cancelled: superseded (e.g. address corrected, new delivery).
-DELIVERY_STATUSES = ("queued", "sent", "confirmed", "failed", "cancelled")
-# How a delivery was confirmed (Delivery.confirmed_by). relayed/expanded are confirmations "flagged":
-# the customer's mail system took the message and no further report will come.
-CONFIRMED_BY = ("delivered", "relayed", "expanded", "portal_open", "post")
-# The outcome of an attempt (the latest report, or `refused` when the server refused it at RCPT).
-ATTEMPT_OUTCOMES = ("delivered", "relayed", "delayed", "failed", "expanded", "refused")
-WORK_ITEM_REASONS = ("email_failed", "email_unconfirmed")
-WORK_ITEM_STATUSES = ("open", "claimed", "closed")
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    PAPER = "paper"
+
+
+class DeliveryStatus(StrEnum):
+    """queued: waiting to be sent or printed; sent: out, waiting for confirmation until confirm_due_at;
+    confirmed: delivered / relayed / opened on the web / post confirmed; failed: no more attempts (a
+    work item is open or was closed); cancelled: superseded (e.g. address corrected, new delivery)."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class ConfirmedBy(StrEnum):
+    """How a delivery was confirmed (Delivery.confirmed_by). relayed/expanded are confirmations
+    "flagged": the customer's mail system took the message and no further report may come."""
+
+    DELIVERED = "delivered"
+    RELAYED = "relayed"
+    EXPANDED = "expanded"
+    PORTAL_OPEN = "portal_open"
+    POST = "post"
+
+
+class AttemptOutcome(StrEnum):
+    """The outcome of an attempt (the latest report, or `refused` when the server refused it at RCPT)."""
+
+    DELIVERED = "delivered"
+    RELAYED = "relayed"
+    DELAYED = "delayed"
+    FAILED = "failed"
+    EXPANDED = "expanded"
+    REFUSED = "refused"
+
+
+class WorkItemReason(StrEnum):
+    EMAIL_FAILED = "email_failed"
+    EMAIL_UNCONFIRMED = "email_unconfirmed"
+    POST_RETURNED = "post_returned"
+
+
+class WorkItemStatus(StrEnum):
+    OPEN = "open"
+    CLAIMED = "claimed"
+    CLOSED = "closed"
+
+
+DELIVERY_CHANNELS = values(Channel)
+DELIVERY_STATUSES = values(DeliveryStatus)
+CONFIRMED_BY = values(ConfirmedBy)
+ATTEMPT_OUTCOMES = values(AttemptOutcome)
+WORK_ITEM_REASONS = values(WorkItemReason)
+WORK_ITEM_STATUSES = values(WorkItemStatus)
 
 
 class Delivery(Base):
@@ -54,7 +102,7 @@ class Delivery(Base):
     address: Mapped[str] = mapped_column(String(300))  # e-mail address or postal address
     recipient_name: Mapped[str] = mapped_column(String(200))
     copies: Mapped[int] = mapped_column(Integer, default=1)
-    status: Mapped[str] = mapped_column(String(12), default="queued")
+    status: Mapped[str] = mapped_column(String(12), default=DeliveryStatus.QUEUED.value)
     attempts_made: Mapped[int] = mapped_column(Integer, default=0)
     confirm_due_at: Mapped[Timestamp | None]
     confirmed_at: Mapped[Timestamp | None]
@@ -121,7 +169,7 @@ class WorkItem(Base):
     assigned_role: Mapped[str] = mapped_column(String(20))  # phone_rep or account_manager
     assigned_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     claimed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    status: Mapped[str] = mapped_column(String(8), default="open")
+    status: Mapped[str] = mapped_column(String(8), default=WorkItemStatus.OPEN.value)
     summary: Mapped[str] = mapped_column(Text)
     details: Mapped[dict | None] = mapped_column(JSON)  # attempts and the servers' diagnostics
     created_at: Mapped[Timestamp] = mapped_column(default=utcnow)

@@ -7,16 +7,16 @@ Re-running is harmless: a delivery belongs to one batch only (unique key on prin
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import current_app, render_template
 from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from console import outbox
 from console.audit import Actor, record_audit
 from console.db import utcnow
 from console.models import Bill, Customer, Cycle, Delivery
@@ -28,8 +28,7 @@ DEFAULT_BATCH_SIZE = 500
 
 
 def default_batch_size() -> int:
-    """PAPER_BATCH_SIZE from the app config or the environment, else 500."""
-    return int(current_app.config.get("PAPER_BATCH_SIZE") or os.environ.get("PAPER_BATCH_SIZE") or DEFAULT_BATCH_SIZE)
+    return int(current_app.config["PAPER_BATCH_SIZE"])
 
 
 class PaperError(Exception):
@@ -177,8 +176,7 @@ def batch_pdf_relpath(period: str, batch_no: int) -> str:
 
 
 def default_duplex() -> bool:
-    value = current_app.config.get("PAPER_DUPLEX", os.environ.get("PAPER_DUPLEX", ""))
-    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+    return bool(current_app.config["PAPER_DUPLEX"])
 
 
 def assemble_batch(session: Session, batch_id: int, actor: Actor, duplex: bool | None = None) -> PrintBatch:
@@ -273,3 +271,112 @@ def render_batch_now(session: Session, batch_id: int, actor: Actor, duplex: bool
     """Without a worker (the command's --now): render every bill here, then assemble."""
     render_items(session, batch_id, item_ids(session, batch_id))
     return assemble_batch(session, batch_id, actor, duplex=duplex)
+
+
+# Rendering on the `pdf` queue, asked for after the commit (console.outbox), deterministic job ids.
+RENDER_CHUNK = 25
+PDF_JOB_OPTIONS = {"job_timeout": 900, "failure_ttl": 7 * 86400}
+
+
+def queue_rendering(session: Session, batch_ids: list[int], chunk_size: int = RENDER_CHUNK) -> int:
+    """One render job per chunk of each batch's items (in route order); the last chunk to finish asks
+    for the assembly. Returns the number of jobs asked for."""
+    jobs = 0
+    for batch_id in batch_ids:
+        ids = item_ids(session, batch_id)
+        for start in range(0, len(ids), chunk_size):
+            part = ids[start : start + chunk_size]
+            outbox.after_commit(session, "pdf", "jobs.paper.render_chunk", batch_id, part,
+                                job_id=f"paper-render-{batch_id}-{part[0]}", **PDF_JOB_OPTIONS)
+            jobs += 1
+    return jobs
+
+
+def queue_assembly(session: Session, batch_id: int) -> None:
+    outbox.after_commit(session, "pdf", "jobs.paper.assemble", batch_id, job_id=f"paper-assemble-{batch_id}",
+                        **PDF_JOB_OPTIONS)
+
+
+def queue_assembly_when_rendered(session: Session, batch_id: int) -> bool:
+    """After a chunk's commit, in a transaction of its own (so the last chunk to commit sees them all)."""
+    progress = batch_progress(session, batch_id)
+    if progress.rendered < progress.total:
+        return False
+    queue_assembly(session, batch_id)
+    return True
+
+
+def queue_bill_pdfs(session: Session, bill_ids: list[int], chunk_size: int = RENDER_CHUNK) -> int:
+    """Render jobs for these bills' PDFs (e.g. ahead of e-mails with attachments); returns the job count."""
+    ids = sorted(set(bill_ids))
+    for i in range(0, len(ids), chunk_size):
+        part = ids[i : i + chunk_size]
+        outbox.after_commit(session, "pdf", "jobs.paper.render_bills", part,
+                            job_id=f"paper-bills-{part[0]}-{part[-1]}", **PDF_JOB_OPTIONS)
+    return -(-len(ids) // chunk_size)
+
+
+def queue_unfinished_batches(session: Session) -> int:
+    """The sweeper's question: every batch still `rendering` gets its render jobs (or, when all its
+    bills are rendered, its assembly) asked for again; live jobs are not duplicated."""
+    jobs = 0
+    for batch_id in session.scalars(select(PrintBatch.id).where(PrintBatch.status == "rendering")):
+        if queue_assembly_when_rendered(session, batch_id):
+            jobs += 1
+        else:
+            jobs += queue_rendering(session, [batch_id])
+    return jobs
+
+
+def render_bills(session: Session, bill_ids: list[int]) -> int:
+    """Render (once) these bills' PDFs. Flushes."""
+    bills = list(session.scalars(select(Bill).where(Bill.id.in_(bill_ids))))
+    for bill in bills:
+        bill_pdf(session, bill)
+    session.flush()
+    return len(bills)
+
+
+# Figures the admin's dashboard and the clerk's page ask of the paper domain.
+def cycle_paper_counts(session: Session, cycle_id: int) -> dict[str, int]:
+    """Paper deliveries of the cycle; printed = in a batch marked printed; dispatched = handed to the
+    post or a deliverer (and perhaps delivered or returned since)."""
+    row = session.execute(
+        select(
+            func.coalesce(func.sum(case((PrintBatch.status == "printed", 1), else_=0)), 0),
+            func.coalesce(func.sum(case((PrintItem.status.in_(("dispatched", "delivered", "returned")), 1), else_=0)), 0),
+        )
+        .select_from(PrintItem)
+        .join(PrintBatch, PrintBatch.id == PrintItem.batch_id)
+        .where(PrintBatch.cycle_id == cycle_id)
+    ).one()
+    deliveries = session.scalar(
+        select(func.count()).select_from(Delivery).join(Bill, Bill.id == Delivery.bill_id)
+        .where(Bill.cycle_id == cycle_id, Delivery.channel == "paper", Delivery.status != "cancelled")
+    )
+    return {"paper_deliveries": deliveries, "printed": int(row[0]), "dispatched": int(row[1])}
+
+
+def paper_queue(session: Session) -> dict:
+    """What waits for the clerk on paper: bills not yet in a print batch, batches ready to print,
+    printed bills not yet handed over, and bills out with the post or a deliverer awaiting confirmation."""
+    in_batch = select(PrintItem.id).where(PrintItem.delivery_id == Delivery.id).exists()
+    to_batch = session.scalar(
+        select(func.count()).select_from(Delivery).where(Delivery.channel == "paper", Delivery.status == "queued",
+                                                         ~in_batch)
+    )
+    ready = [dict(r._mapping) for r in session.execute(
+        select(PrintBatch.id, PrintBatch.batch_no, PrintBatch.bills_count, PrintBatch.copies_count, Cycle.period)
+        .join(Cycle, Cycle.id == PrintBatch.cycle_id)
+        .where(PrintBatch.status == "ready")
+        .order_by(PrintBatch.created_at, PrintBatch.id)
+        .limit(50)
+    )]
+    by_status = dict(session.execute(
+        select(PrintItem.status, func.count())
+        .join(PrintBatch, PrintBatch.id == PrintItem.batch_id)
+        .where(or_(PrintItem.status == "dispatched", and_(PrintItem.status == "waiting", PrintBatch.status == "printed")))
+        .group_by(PrintItem.status)
+    ).all())
+    return {"to_batch": to_batch, "ready": ready, "to_dispatch": by_status.get("waiting", 0),
+            "awaiting_confirmation": by_status.get("dispatched", 0)}

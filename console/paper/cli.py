@@ -46,10 +46,11 @@ def print_batch(period: str, size: int | None, now: bool) -> None:
                 session.commit()
                 click.echo(f"batch {batch.batch_no}: {batch.pages_count} pages -> {batch.pdf_path}")
         elif pending:
-            from console.queues import get_queue
-            from jobs.paper import enqueue_rendering
+            from console import outbox
 
-            jobs = enqueue_rendering(get_queue("pdf"), {bid: batches.item_ids(session, bid) for bid in pending})
+            batches.queue_rendering(session, pending)
+            session.commit()
+            jobs = outbox.handed_over(session)
             click.echo(f"{len(pending)} batch(es) rendering: {jobs} job(s) on the pdf queue")
     finally:
         session.close()

@@ -14,7 +14,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from flask import current_app, render_template
+from flask import current_app, has_app_context, render_template
 from flask_babel import force_locale
 from sqlalchemy.orm import Session
 
@@ -22,7 +22,6 @@ from console import config as config_module
 from console.models import Bill, Cycle
 
 STATIC_DIR = (config_module.PROJECT_ROOT / "static").resolve()
-DEFAULT_CJK_FONT = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
 FONT_FAMILY = "billcjk"
 
 _preload_lock = threading.Lock()
@@ -31,7 +30,8 @@ _preloaded: dict[str, object] = {}
 
 def cjk_font_path() -> Path:
     """The embedded CJK TrueType font (PAPER_CJK_FONT; Debian's fonts-wqy-microhei by default)."""
-    return Path(os.environ.get("PAPER_CJK_FONT") or DEFAULT_CJK_FONT).resolve()
+    settings = current_app.config if has_app_context() else config_module.from_environment()
+    return Path(settings["PAPER_CJK_FONT"]).resolve()
 
 
 def resource_policy():  # noqa: ANN201

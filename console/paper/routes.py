@@ -98,26 +98,18 @@ def gather(period: str):
         size = int(request.form.get("size") or batches.default_batch_size())
         batches.gather_batches(
             session, period, _actor(), size=size,
-            key_accounts_only=current_app.config.get("PAPER_KEY_ACCOUNTS_ONLY", True),
+            key_accounts_only=current_app.config["PAPER_KEY_ACCOUNTS_ONLY"],
         )
+        batches.queue_rendering(session, batches.unfinished_batch_ids(session, period))
         session.commit()
     except (PaperError, ValueError) as exc:
         session.rollback()
         message = str(exc) if isinstance(exc, PaperError) else str(_l("The batch size must be at least 1."))
         return render_page_or_fragment("paper/cycle.html", "paper/_batches.html",
                                        **_cycle_context(period, error=message)), 422
-    start_rendering(session, batches.unfinished_batch_ids(session, period))
     if is_fragment_request():
         return render_template("paper/_batches.html", **_cycle_context(period))
     return redirect(url_for("paper.cycle", period=period))
-
-
-def start_rendering(session, batch_ids: list[int]) -> int:  # noqa: ANN001
-    """After the commit: one render job per chunk on the pdf queue (deterministic ids)."""
-    from console.queues import get_queue
-    from jobs.paper import enqueue_rendering
-
-    return enqueue_rendering(get_queue("pdf"), {bid: batches.item_ids(session, bid) for bid in batch_ids})
 
 
 @bp.route("/batches/<int:batch_id>")

@@ -12,12 +12,12 @@ from sqlalchemy import select
 from console.audit import Actor
 from console.billing import cycles
 from console.billing.generation import generate_chunk
-from console.billing.settings import DEFAULTS
+from console.billing.settings import default_billing_settings
 from console.billing.tariffs import seed_sample_tariffs
 from console.models import ServicePoint
 from console.models.billing import Bill, LedgerEntry, MeterRead
 
-SETTINGS = dict(DEFAULTS)
+SETTINGS = default_billing_settings()
 _keys = itertools.count(1)
 
 

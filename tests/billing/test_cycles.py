@@ -17,7 +17,6 @@ from sqlalchemy import func, select
 from console.audit import Actor
 from console.billing import cycles
 from console.billing.generation import generate_chunk
-from console.billing.queueing import enqueue_chunks
 from console.billing.tariffs import seed_sample_tariffs
 from console.models import Customer, ServicePoint
 from console.models.billing import Bill, LedgerEntry, MeterRead
@@ -46,8 +45,7 @@ def _work(app, redis_conn) -> None:  # noqa: ANN001
 
 def _run(app, db, period: str, chunk_size: int = 2):  # noqa: ANN001, ANN202
     chunks = cycles.start_run(db, period, Actor.system(), chunk_size)
-    db.commit()
-    enqueue_chunks(app, cycles.get_cycle(db, period), chunks)
+    db.commit()  # the chunk jobs reach the queue with the commit (console.outbox)
     return chunks
 
 
@@ -103,21 +101,50 @@ def test_cycle_run_wait_prints_progress_and_report_json(app, runner, db, redis_c
     result = runner.invoke(args=["cycle", "run", "2026-11", "--wait"])
     assert result.exit_code == 0, result.output
     assert "chunks 1/1 done" in result.output and "3 bills" in result.output
+    assert "1 chunks to do, 1 jobs enqueued" in result.output
+    # rq 3 calls the success handler with more arguments: the job must end finished, not failed.
+    queue = get_queue("billing", app)
+    assert queue.finished_job_registry.get_job_ids() == ["billing-2026-11-1"]
+    assert queue.failed_job_registry.get_job_ids() == []
     report = json.loads(runner.invoke(args=["cycle", "report", "2026-11", "--json"]).output)
     assert report["bills"] == 3 and report["bills_by_type"] == {"regular": 3}
 
 
-def test_report_hooks_let_other_domains_add_counts(db, tariffs):
+def test_the_cycle_report_carries_the_delivery_domains_e_mail_counts(db, tariffs):
     cycles.open_cycle(db, "2026-11", Actor.system())
+    report = cycles.cycle_report(db, "2026-11")
+    assert report["email"]["deliveries"] == 0 and report["email"]["confirmed_by"]["delivered"] == 0
 
-    def hook(session, cycle, report):  # noqa: ANN001, ANN202
-        report["emails"] = {"sent": 0}
 
-    cycles.REPORT_HOOKS.append(hook)
-    try:
-        assert cycles.cycle_report(db, "2026-11")["emails"] == {"sent": 0}
-    finally:
-        cycles.REPORT_HOOKS.remove(hook)
+def test_a_chunk_whose_worker_died_is_queued_again_by_the_sweepers_question(app, db, redis_conn, tariffs,
+                                                                             make_customer):
+    """kill -9 mid-generation leaves RQ's job `started` on a worker that no longer beats, and the
+    chunk `queued` in the database: asking again replaces the dead job; a live one is left alone."""
+    from rq.job import Job, JobStatus
+
+    from console import outbox
+
+    _customers(db, make_customer, 3)
+    cycles.open_cycle(db, "2026-11", Actor.system())
+    (chunk,) = _run(app, db, "2026-11", chunk_size=10)
+    queue = get_queue("billing", app)
+    assert queue.job_ids == [chunk.job_id]
+    assert cycles.queue_unfinished_chunks(db) == 1
+    db.commit()
+    assert outbox.handed_over(db) == 0  # still waiting in Redis: not queued twice
+
+    job = Job.fetch(chunk.job_id, connection=redis_conn, serializer=queue.serializer)
+    queue.remove(job)
+    job.worker_name = "killed-worker"  # its key expired with its heartbeat
+    job.set_status(JobStatus.STARTED)
+    job.save()
+    cycles.queue_unfinished_chunks(db)
+    db.commit()
+    assert outbox.handed_over(db) == 1
+    assert queue.job_ids == [chunk.job_id]
+    _work(app, redis_conn)
+    db.expire_all()
+    assert cycles.cycle_report(db, "2026-11")["bills"] == 3
 
 
 def test_two_concurrent_runs_of_a_chunk_give_one_bill_per_point(committed_app):

@@ -8,7 +8,7 @@ from decimal import Decimal as D
 import pytest
 
 from console.billing import rating
-from console.billing.settings import DEFAULTS
+from console.billing.settings import default_billing_settings
 from console.billing.tariffs import sample_tariffs
 
 VERSIONS = [
@@ -16,6 +16,8 @@ VERSIONS = [
                          D(t["demand_rate"]) if t.get("demand_rate") else None)
     for t in sample_tariffs()
 ]
+
+DEFAULTS = default_billing_settings()
 
 
 def tariff(code: str) -> rating.TariffVersion:

@@ -123,15 +123,15 @@ def test_temporary_failure_resends_once_then_escalates(db, make_customer):
     assert item.assigned_role == "phone_rep" and len(item.details["attempts"]) == 2
 
 
-def test_deadline_resend_once_then_work_item_and_portal_open(db, make_customer):
+def test_deadline_resend_once_then_work_item_and_portal_open(app, db, make_customer):
     delivery = _one_delivery(db, make_customer)
     _sent_attempt(db, delivery, at=utcnow() - timedelta(hours=25))
     db.commit()
-    counts = sweep(db, utcnow())
+    counts = sweep(db, utcnow(), app.config)
     assert counts["resend_queued"] == 1 and delivery.id in counts["to_send"]
-    assert sweep(db, utcnow())["resend_queued"] == 0
+    assert sweep(db, utcnow(), app.config)["resend_queued"] == 0
     _sent_attempt(db, delivery, no=2, at=utcnow() - timedelta(hours=25))
-    counts = sweep(db, utcnow())
+    counts = sweep(db, utcnow(), app.config)
     db.commit()
     assert counts["escalated"] == 1 and delivery.status == "failed"
     assert db.scalars(select(WorkItem.reason).where(WorkItem.delivery_id == delivery.id)).all() == [

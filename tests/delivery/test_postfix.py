@@ -114,7 +114,7 @@ def test_failure_after_acceptance_opens_work_item_with_diagnostic(mail_loop):
     assert "does not exist here" in item.summary
     assert item.details["attempts"][0]["status"] == "5.1.1"
     # no resend to the same address, even when the deadline passes
-    assert sweep(session, utcnow() + timedelta(days=3))["resend_queued"] == 0
+    assert sweep(session, utcnow() + timedelta(days=3), app.config)["resend_queued"] == 0
     session.close()
 
 
@@ -143,7 +143,7 @@ def test_refused_at_rcpt_is_a_work_item_at_once_and_never_resent(mail_loop, loop
     item = session.scalars(select(WorkItem).where(WorkItem.delivery_id == delivery_id)).one()
     assert (item.assigned_role, item.assigned_user_id) == ("account_manager", manager_id)
     assert "550" in item.details["attempts"][0]["smtp_response"]
-    assert sweep(session, utcnow() + timedelta(days=3)) == {"resend_queued": 0, "escalated": 0, "to_send": []}
+    assert _deadline_counts(sweep(session, utcnow() + timedelta(days=3), app.config)) == (0, 0, [])
     session.close()
 
 
@@ -156,16 +156,16 @@ def test_silence_past_deadline_resends_once_then_work_item(mail_loop, loopback_p
     assert first.status == "sent"
     assert first.confirm_due_at - session.scalars(select(DeliveryAttempt.sent_at)).one() == app.config["CONFIRM_AFTER"]
     later = utcnow() + timedelta(hours=25)
-    counts = sweep(session, later)
+    counts = sweep(session, later, app.config)
     session.commit()
     assert counts["resend_queued"] == 1 and counts["to_send"] == [delivery_id]
     session.close()
     assert _send(app, [delivery_id], now=lambda: later)["sent"] == 1
     assert _send(app, [delivery_id], now=lambda: later)["sent"] == 0  # nothing more to send
     session = _session(app)
-    counts = sweep(session, later + timedelta(hours=25))
+    counts = sweep(session, later + timedelta(hours=25), app.config)
     session.commit()
-    assert counts == {"resend_queued": 0, "escalated": 1, "to_send": []}
+    assert _deadline_counts(counts) == (0, 1, [])
     attempts = session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery_id)).all()
     assert len(attempts) == 2 and attempts[0].message_id != attempts[1].message_id
     assert attempts[0].token != attempts[1].token
@@ -233,11 +233,8 @@ def test_kill_9_of_a_worker_mid_batch_loses_nothing_and_duplicates_at_most_the_o
     import sys
     import tempfile
 
-    from rq import SimpleWorker
-
-    from console.queues import get_queue
-    from jobs.delivery import enqueue_queued_sends
-    from jobs.delivery import sweep as sweep_job
+    from console import outbox
+    from console.delivery.queueing import queue_queued_sends
     from tests.conftest import TEST_REDIS_URL
 
     app = mail_loop
@@ -252,7 +249,9 @@ def test_kill_9_of_a_worker_mid_batch_loses_nothing_and_duplicates_at_most_the_o
         session.commit()
         publish_cycle(session, cycle_bill.cycle_id, Actor.cli(), utcnow())
         session.commit()
-        assert enqueue_queued_sends(session, app) == 1  # one batch of 100
+        queue_queued_sends(session, utcnow(), 1000)
+        session.commit()
+        assert outbox.handed_over(session) == 1  # one batch of 100
         session.close()
 
     env = dict(
@@ -263,6 +262,8 @@ def test_kill_9_of_a_worker_mid_batch_loses_nothing_and_duplicates_at_most_the_o
         SMTP_PORT=str(loopback_postfix.port),
         BOUNCE_DOMAIN="bounces.bills.test",
         DELIVERY_LEASE_SECONDS="2",
+        SWEEP_SECONDS="2",
+        SEND_REENQUEUE_SECONDS="0",
     )
     log = tempfile.TemporaryFile()
     worker = subprocess.Popen(
@@ -294,12 +295,37 @@ def test_kill_9_of_a_worker_mid_batch_loses_nothing_and_duplicates_at_most_the_o
     assert sent < total, "the batch finished before the kill; nothing tested"
     session.close()
 
-    time.sleep(2.2)  # the killed worker's claim runs out
-    with app.app_context():
-        counts = sweep_job()
-    assert counts["enqueued"] >= 1, counts
-    queue = get_queue("delivery", app)
-    SimpleWorker([queue], connection=own_redis, serializer=queue.serializer).work(burst=True)
+    # A supervisor restarts the worker within 2 s. No sweep is called in-process: the restarted
+    # worker arms the sweeper itself, which re-finds the unsent rows once the dead claim runs out.
+    log = tempfile.TemporaryFile()
+    restarted_at = time.monotonic()
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "from console.cli import main; main()", "worker"],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=log,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            session = _session(app)
+            out = session.scalar(select(func.count(DeliveryAttempt.id)).where(DeliveryAttempt.sent_at.is_not(None)))
+            session.close()
+            if out >= total - 1:
+                break
+            if worker.poll() is not None:
+                log.seek(0)
+                raise AssertionError(f"the restarted worker stopped: {log.read().decode()[-3000:]}")
+            assert time.monotonic() < deadline, f"not recovered 60 s after the restart: {out} of {total} sent"
+            time.sleep(0.2)
+        recovery = time.monotonic() - restarted_at
+        assert recovery < 30, recovery  # one lease (2 s) + one sweep period (2 s) + sending, with room
+    finally:
+        for pid in [*_descendants(worker.pid), worker.pid]:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        worker.wait(timeout=30)
+        log.close()
 
     session = _session(app)
     deliveries = session.scalars(select(Delivery).where(Delivery.channel == "email")).all()
@@ -319,3 +345,7 @@ def test_kill_9_of_a_worker_mid_batch_loses_nothing_and_duplicates_at_most_the_o
     ids = [m["Message-ID"] for m in messages]
     assert set(ids) == expected  # nothing lost
     assert len(ids) - len(set(ids)) <= 1  # at most the one in flight twice, with the same Message-ID
+
+
+def _deadline_counts(counts: dict) -> tuple:
+    return counts["resend_queued"], counts["escalated"], counts["to_send"]

@@ -145,33 +145,57 @@ def test_pipelined_batch_overlaps_envelopes_and_keeps_each_outcome(app, db, smtp
     assert [d.status for d in deliveries] == ["sent", "queued", "sent", "failed", "sent"]
 
 
-def test_send_jobs_through_rq_and_sweeper_scheduling(committed, own_redis, smtp_sink):
+def test_send_jobs_through_rq_and_sweeper_arming(committed, own_redis, smtp_sink):
     from rq import SimpleWorker
+    from rq.job import Job
 
+    from console import outbox
+    from console.delivery.queueing import queue_queued_sends
     from console.queues import get_queue
-    from jobs.delivery import SWEEP_JOB_ID, enqueue_queued_sends, ensure_sweeper_scheduled
+    from console.worker import SWEEP_JOB_ID, arm_sweeper
 
     app = committed
     redis_conn = own_redis
-    app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=smtp_sink.port, SEND_BATCH_SIZE=2)
+    app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=smtp_sink.port, SEND_BATCH_SIZE=2, SWEEP_SECONDS=60)
     session = app.extensions["billpost.session_factory"]()
     ids = []
     for _ in range(3):
         ids += [d.id for d in _publish(session)]
-    assert enqueue_queued_sends(session, app) == 2  # batches of 2
-    assert enqueue_queued_sends(session, app) == 0  # the same batches are waiting: not queued twice
+    assert queue_queued_sends(session, utcnow(), 2) == 2  # batches of 2, asked for in the transaction
+    assert get_queue("delivery", app).count == 0  # nothing reaches Redis before the commit
+    session.commit()
+    assert outbox.handed_over(session) == 2
+    queue_queued_sends(session, utcnow(), 2)
+    session.commit()
+    assert outbox.handed_over(session) == 0  # the same batches are waiting: not queued twice
     queue = get_queue("delivery", app)
     SimpleWorker([queue], connection=redis_conn, serializer=queue.serializer).work(burst=True)
     session.expire_all()
     assert {d.status for d in session.scalars(select(Delivery).where(Delivery.id.in_(ids)))} == {"sent"}
-    assert ensure_sweeper_scheduled(app, interval=60) is True
-    assert ensure_sweeper_scheduled(app, interval=60) is False
-    assert SWEEP_JOB_ID in queue.scheduled_job_registry.get_job_ids()
-    from rq.job import Job
 
+    assert arm_sweeper(app) is True
+    assert arm_sweeper(app) is False  # one sweep per period, whichever worker asks
     job = Job.fetch(SWEEP_JOB_ID, connection=redis_conn, serializer=queue.serializer)
     assert job.func_name == "jobs.delivery.sweep" and job.args == [] and job.kwargs == {}
-    assert job.repeats_left > 1000  # it re-schedules itself after every run
+    assert queue.job_ids[0] == SWEEP_JOB_ID  # at the front, before any send batch
+    redis_conn.flushall()  # Redis lost: the next worker tick arms the sweeper again at once
+    assert arm_sweeper(app) is True
+    assert SWEEP_JOB_ID in queue.job_ids
+    session.close()
+
+
+def test_a_rolled_back_transaction_queues_nothing(committed, own_redis):
+    from console.delivery.queueing import queue_queued_sends
+    from console.queues import get_queue
+
+    app = committed
+    session = app.extensions["billpost.session_factory"]()
+    _publish(session)
+    session.commit()
+    assert queue_queued_sends(session, utcnow(), 10) == 1
+    session.rollback()
+    session.commit()
+    assert get_queue("delivery", app).count == 0
     session.close()
 
 
@@ -200,7 +224,7 @@ def test_two_sweepers_at_once_resend_once(committed):
         own = factory()
         try:
             barrier.wait()
-            counts = sweep(own, utcnow())
+            counts = sweep(own, utcnow(), app.config)
             own.commit()
             results.append(counts["resend_queued"])
         except OperationalError as exc:

@@ -54,13 +54,14 @@ def test_batches_in_route_order_with_cover_and_copies_rendered_by_rq_jobs(
     codes = [[item.postal_code for item in b.items] for b in (first, second)]
     assert codes == [["215000", "215100"], ["215300"]]  # postal code order, batches of 2
 
+    from console import outbox
     from console.queues import get_queue
-    from jobs.paper import enqueue_rendering
 
     with app.app_context():
         queue = get_queue("pdf")
-        jobs = enqueue_rendering(queue, {bid: batches.item_ids(db, bid) for bid in result.batch_ids}, chunk_size=1)
-        assert jobs == 3
+        assert batches.queue_rendering(db, result.batch_ids, chunk_size=1) == 3
+        db.commit()
+        assert outbox.handed_over(db) == 3
         SimpleWorker([queue], connection=redis_conn, serializer=queue.serializer).work(burst=True)
     db.expire_all()
     for batch in (first, second):

@@ -131,14 +131,17 @@ def test_a_bill_in_parts_starts_each_part_on_a_new_page(app, db, make_customer, 
 def test_bill_pdfs_rendered_ahead_by_chunked_jobs_on_the_pdf_queue(app, db, make_customer, make_bill, redis_conn):
     from rq import SimpleWorker
 
+    from console import outbox
     from console.models import Bill
+    from console.paper import batches
     from console.queues import get_queue
-    from jobs.paper import enqueue_bill_pdfs
 
     ids = [make_bill(make_customer(key_account=True)).id for _ in range(3)]
     with app.app_context():
         queue = get_queue("pdf")
-        assert enqueue_bill_pdfs(queue, ids, chunk_size=2) == 2
+        assert batches.queue_bill_pdfs(db, ids, chunk_size=2) == 2
+        db.commit()
+        assert outbox.handed_over(db) == 2
         SimpleWorker([queue], connection=redis_conn, serializer=queue.serializer).work(burst=True)
     db.expire_all()
     assert all(db.get(Bill, i).pdf_path for i in ids)
