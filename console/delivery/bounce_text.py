@@ -317,10 +317,8 @@ def addresses_in(text: str, exclude_domain: str | None = None) -> tuple[str, ...
 
 def flufl_verdict(msg: Message) -> tuple[str | None, tuple[str, ...]]:
     """flufl.bounce's detectors: ("permanent" | "temporary" | None, addresses)."""
-    try:
-        from flufl.bounce import all_failures
-    except ImportError:  # pragma: no cover - a declared dependency
-        return None, ()
+    from flufl.bounce import all_failures
+
     try:
         temporary, permanent = all_failures(msg)
     except Exception:  # noqa: BLE001 - a heuristic detector choking on odd input is no evidence
