@@ -1,4 +1,5 @@
-"""The `console` command. Each domain adds its commands in its own cli module (register())."""
+"""The `console` command. Each domain adds its commands in its own cli module (register()); the
+benchmarks come from console/bench."""
 
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ def serve(demo: bool, customers: int, bind: str) -> None:
         for line in _seed_demo(app, customers):
             click.echo(line)
     bin_dir = str(Path(sys.executable).parent)  # console, gunicorn and honcho live beside python
-    env = dict(os.environ, REDIS_URL=redis_url(app), BIND=bind, PATH=bin_dir + os.pathsep + os.environ["PATH"])
+    env = config_module.child_environment(REDIS_URL=redis_url(app), BIND=bind)
+    env["PATH"] = bin_dir + os.pathsep + env["PATH"]
     click.echo(f"Billpost console: http://{bind}/  (Ctrl-C stops web, worker and mail-in)")
     procfile = str(config_module.PROJECT_ROOT / "Procfile")
     process = subprocess.Popen([str(Path(bin_dir) / "honcho"), "-f", procfile, "start"], env=env)
@@ -111,15 +113,15 @@ def _seed_demo(app: Flask, customers: int) -> list[str]:
 
 
 def register_commands(app: Flask) -> None:
+    from console.bench import cli as bench_cli
     from console.billing import cli as billing_cli
     from console.customers import cli as customers_cli
     from console.delivery import cli as delivery_cli
-    from console.inboxes import cli as inboxes_cli
     from console.paper import cli as paper_cli
-    from console.portal import cli as portal_cli
     from console.staff import cli as staff_cli
 
-    for module in (staff_cli, customers_cli, billing_cli, delivery_cli, paper_cli, portal_cli, inboxes_cli):
-        module.register(app, import_group, bench_group)
+    for module in (staff_cli, customers_cli, billing_cli, delivery_cli, paper_cli):
+        module.register(app, import_group)
+    bench_cli.register(bench_group)
     for command in (import_group, bench_group, db_group, worker, serve):
         app.cli.add_command(command)

@@ -126,3 +126,9 @@ def from_environment(env: Mapping[str, str] = os.environ) -> dict:
         # Largest CSV upload on the admin page; larger ones get 413 (the command line reads files of any size).
         "IMPORT_MAX_BYTES": int(env.get("IMPORT_MAX_BYTES", str(64 * 1024 * 1024))),
     }
+
+
+def child_environment(**overrides: str) -> dict[str, str]:
+    """The environment for a child process of the console (the Procfile's processes, a bench's worker):
+    this process's own, with these settings changed."""
+    return {**os.environ, **overrides}

@@ -154,30 +154,7 @@ def tariffs_load_samples() -> None:
     click.echo(f"{added} sample tariff versions loaded")
 
 
-@click.command("cycle")
-@click.option("--customers", default=100000, show_default=True)
-@click.option("--period", default="2031-01", show_default=True, help="A period of its own for the bench.")
-@click.option("--key-accounts", default=0, show_default=True,
-              help="Also seed this many collective-billing key accounts and compare their rate (issue 4).")
-@click.option("--points-per-account", default=20, show_default=True)
-@with_appcontext
-def bench_cycle(customers: int, period: str, key_accounts: int, points_per_account: int) -> None:
-    """Generate a cycle for N customers with one worker process: bills/s, peak memory, bare-insert floor.
-    With --key-accounts: ordinary vs collective rates instead."""
-    from console.billing.bench import run_bench, run_collective_bench
-
-    app = current_app._get_current_object()
-    if key_accounts:
-        lines = run_collective_bench(app, customers, period, key_accounts, points_per_account)
-    else:
-        lines = run_bench(app, customers, period)
-    for line in lines:
-        click.echo(line)
-
-
-def register(app: Flask, import_group: click.Group, bench_group: click.Group) -> None:
+def register(app: Flask, import_group: click.Group) -> None:
     """Adds this domain's commands."""
-
     for group in (cycle_group, bills_group, tariffs_group):
         app.cli.add_command(group)
-    bench_group.add_command(bench_cycle)

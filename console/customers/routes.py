@@ -46,7 +46,7 @@ def _actor() -> Actor:
 
 
 def _paper_rule() -> bool:
-    return bool(current_app.config.get("PAPER_KEY_ACCOUNTS_ONLY", True))
+    return bool(current_app.config["PAPER_KEY_ACCOUNTS_ONLY"])
 
 
 def _customer_or_404(customer_id: int):  # noqa: ANN202

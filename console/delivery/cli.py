@@ -1,4 +1,4 @@
-"""`console delivery ...` commands and `console bench email`."""
+"""`console delivery ...` commands."""
 
 from __future__ import annotations
 
@@ -90,12 +90,9 @@ def counts_command(period: str) -> None:
         click.echo(json.dumps(delivery_counts(session, cycle.id), ensure_ascii=False, indent=2))
 
 
-def register(app: Flask, import_group: click.Group, bench_group: click.Group) -> None:
+def register(app: Flask, import_group: click.Group) -> None:
     """Adds this domain's commands."""
-    from console.delivery.bench import bench_email
-    from console.delivery.mailin import bench_mailin_command, mailin_command
+    from console.delivery.mailin import mailin_command
 
     app.cli.add_command(delivery_group)
     app.cli.add_command(mailin_command)
-    bench_group.add_command(bench_email)
-    bench_group.add_command(bench_mailin_command)

@@ -11,10 +11,9 @@
   the server itself never stops on a bad message. Messages over MAILIN_MAX_BYTES get `552`.
 - `console mailin` runs it (the Procfile's `mailin` line), plus the demo sandbox when SMTP_HOST is
   empty, plus the IMAP poller with `--imap`.
-- `start_receiver(app, port=0)` / `Receiver.stop()` run it in a thread for tests.
+- `start_receiver(app, host, port)` / `Receiver.stop()` run it in a thread (tests, benches).
 - `poll_imap_once(app)`: the optional IMAP bounce mailbox (IMAP_*), through the same intake; the
   envelope recipient comes from Delivered-To / X-Original-To; messages are deleted once committed.
-- `console bench mailin`: reports/s from SMTP to confirmation, and one 20 MB message.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ import ipaddress
 import logging
 import re
 import signal
-import socket
 import threading
 from typing import Any
 
@@ -44,10 +42,6 @@ MAX_RECIPIENTS = 100
 LINE_LIMIT = 1024 * 1024  # octets of one line accepted in DATA (the intake parses the first MB)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 # SQLite has one writer at a time: intakes take the write lock at BEGIN (see console.db) and, in
@@ -85,7 +79,7 @@ def _run_intake_once(app: Flask, raw: bytes, mail_from: str, rcpt_tos: list[str]
                 rcpt_tos,
                 utcnow(),
                 bounce_domain=app.config["BOUNCE_DOMAIN"],
-                keep_bytes=app.config.get("MAILIN_KEEP_BYTES", 2 * 1024 * 1024),
+                keep_bytes=app.config["MAILIN_KEEP_BYTES"],
                 source=source,
                 look_for_duplicate=look_for_duplicate,
             )
@@ -212,22 +206,20 @@ class Receiver:
 
 
 def start_receiver(app: Flask, host: str | None = None, port: int | None = None) -> Receiver:
-    """Start the receiver in a thread; port 0 picks a free one (tests)."""
-    host = host or app.config.get("MAILIN_HOST", "127.0.0.1")
-    port = app.config.get("MAILIN_PORT", 2526) if port is None else port
-    if port == 0:
-        port = free_port(host)
+    """Start the receiver in a thread (MAILIN_HOST:MAILIN_PORT unless given)."""
+    host = host or app.config["MAILIN_HOST"]
+    port = app.config["MAILIN_PORT"] if port is None else port
     limits = {
         "active": 0,
-        "max": int(app.config.get("MAILIN_MAX_CONNECTIONS", 50) or 0),
-        "networks": trusted_networks(app.config.get("MAILIN_TRUSTED_PEERS", "127.0.0.1/8,::1")),
+        "max": int(app.config["MAILIN_MAX_CONNECTIONS"] or 0),
+        "networks": trusted_networks(app.config["MAILIN_TRUSTED_PEERS"]),
     }
     controller = BounceController(
         BounceHandler(app),
         limits=limits,
         hostname=host,
         port=port,
-        data_size_limit=app.config.get("MAILIN_MAX_BYTES", 32 * 1024 * 1024),
+        data_size_limit=app.config["MAILIN_MAX_BYTES"],
         enable_SMTPUTF8=True,
         ident="Billpost mail-in",
         timeout=120,
@@ -263,12 +255,12 @@ def _envelope_from_headers(raw: bytes) -> tuple[str, list[str]]:
 def poll_imap_once(app: Flask, limit: int = 500) -> int:
     """Fetch every message of IMAP_FOLDER, feed it to the intake, delete it once committed."""
     config = app.config
-    cls = imaplib.IMAP4_SSL if config.get("IMAP_SSL", True) else imaplib.IMAP4
-    keep = config.get("MAILIN_KEEP_BYTES", 2 * 1024 * 1024)
+    cls = imaplib.IMAP4_SSL if config["IMAP_SSL"] else imaplib.IMAP4
+    keep = config["MAILIN_KEEP_BYTES"]
     done = 0
-    with cls(config["IMAP_HOST"], config.get("IMAP_PORT", 993)) as conn:
+    with cls(config["IMAP_HOST"], config["IMAP_PORT"]) as conn:
         conn.login(config["IMAP_USER"], config["IMAP_PASSWORD"])
-        typ, _ = conn.select(config.get("IMAP_FOLDER", "INBOX"))
+        typ, _ = conn.select(config["IMAP_FOLDER"])
         if typ != "OK":
             raise RuntimeError(f"IMAP folder {config.get('IMAP_FOLDER')!r} cannot be selected")
         typ, data = conn.uid("SEARCH", None, "UNDELETED")
@@ -294,7 +286,7 @@ def poll_forever(app: Flask, stop: threading.Event) -> None:
                 log.info("mailin: %d message(s) taken from IMAP", count)
         except Exception:  # noqa: BLE001 - a mailbox outage must not end the process; retried next round
             log.exception("mailin: IMAP poll failed")
-        stop.wait(app.config.get("IMAP_POLL_SECONDS", 60))
+        stop.wait(app.config["IMAP_POLL_SECONDS"])
 
 
 @click.command("mailin")
@@ -320,7 +312,7 @@ def mailin_command(imap: bool, no_sandbox: bool) -> None:
         stoppers.append(receiver.stop)
         click.echo(f"mail-in: receiving reports for @{app.config['BOUNCE_DOMAIN']} on {receiver.host}:{receiver.port}")
         if not app.config.get("SMTP_HOST") and not no_sandbox:
-            from console.delivery.sandbox import start_sandbox
+            from console.devtools.sandbox import start_sandbox
 
             sandbox = start_sandbox(app)
             stoppers.append(sandbox.stop)
@@ -335,134 +327,3 @@ def mailin_command(imap: bool, no_sandbox: bool) -> None:
         for stopper in reversed(stoppers):
             stopper()
         click.echo("mail-in: stopped")
-
-
-# ---------------------------------------------------------------- benchmark
-
-
-def _bench_attempts(session, count: int, tag: str) -> list:  # noqa: ANN001
-    """`count` e-mail deliveries waiting for confirmation, each with its sent attempt (bench data)."""
-    from datetime import date, timedelta
-    from decimal import Decimal
-
-    from sqlalchemy import select
-
-    from console.models import Bill, Customer, Cycle, Delivery, DeliveryAttempt, ServicePoint
-
-    period = "2031-02"
-    cycle = session.scalars(select(Cycle).where(Cycle.period == period)).first()
-    if cycle is None:
-        cycle = Cycle(period=period, bill_date=date(2031, 2, 25), status="published")
-        session.add(cycle)
-        session.flush()
-    now = utcnow()
-    attempts = []
-    for i in range(count):
-        key = f"{tag}{i:06d}"
-        customer = Customer(
-            account_no=f"BM{key}", name=f"基准客户{i}", customer_type="residential", email=f"{key}@customers.test",
-            phone="13800000000", postal_address="苏州市", postal_code="215000", wants_ebill=True,
-            channel_portal=True, channel_email=True, channel_paper=False,
-        )
-        session.add(customer)
-        session.flush()
-        point = ServicePoint(customer_id=customer.id, point_no=f"BP{key}", address="苏州市", meter_no=f"BM{key}",
-                             tariff_code="RES", read_day=10)
-        session.add(point)
-        session.flush()
-        bill = Bill(
-            bill_no=f"BB{key}", cycle_id=cycle.id, customer_id=customer.id, service_point_id=point.id,
-            unit_key=f"P{key}", bill_type="regular", template="residential-regular", bill_date=cycle.bill_date,
-            due_date=date(2031, 3, 10), previous_balance=Decimal("0"), payments_total=Decimal("0"),
-            charges_total=Decimal("1.00"), current_balance=Decimal("1.00"), deposit_held=Decimal("0"),
-            status="published",
-        )
-        session.add(bill)
-        session.flush()
-        delivery = Delivery(bill_id=bill.id, customer_id=customer.id, channel="email", address=customer.email,
-                            recipient_name=customer.name, status="sent", attempts_made=1,
-                            confirm_due_at=now + timedelta(hours=24))
-        session.add(delivery)
-        session.flush()
-        attempt = DeliveryAttempt(delivery_id=delivery.id, attempt_no=1, token=f"bm{key}", envid=f"bm-{key}",
-                                  message_id=f"<bm{key}@bills.test>", dsn_requested=True, sent_at=now)
-        session.add(attempt)
-        attempts.append((attempt, customer.email))
-    session.commit()
-    return attempts
-
-
-def run_bench(app: Flask, reports_count: int, connections: int):  # noqa: ANN201
-    """Delivered reports over SMTP to the receiver on `connections` parallel connections: reports/s
-    from the first MAIL FROM to the last 250 (each 250 comes after the commit), then one 20 MB report."""
-    import resource
-    import smtplib
-    import time
-    from concurrent.futures import ThreadPoolExecutor
-
-    from sqlalchemy import func, select
-
-    from console.delivery.sandbox import build_report
-    from console.models import Delivery
-
-    domain = app.config["BOUNCE_DOMAIN"]
-    tag = f"{int(time.time()) % 100000:05d}"
-    with app.app_context():
-        session = app.extensions["billpost.session_factory"]()
-        try:
-            attempts = _bench_attempts(session, reports_count, tag)
-            jobs = []
-            for attempt, address in attempts:
-                raw = build_report(
-                    mail_from=f"bounces+{attempt.token}@{domain}", envid=attempt.envid, arrival=utcnow(),
-                    blocks=[{"final_recipient": address, "original_recipient": f"rfc822;{address}",
-                             "action": "delivered", "status": "2.0.0", "diagnostic": "smtp; 250 2.0.0 Ok",
-                             "remote_mta": None}],
-                    original_headers=f"Message-ID: {attempt.message_id}\nTo: {address}\n",
-                )
-                jobs.append((raw, f"bounces+{attempt.token}@{domain}"))
-            ids = [attempt.delivery_id for attempt, _ in attempts]
-        finally:
-            session.close()
-    yield f"{reports_count} deliveries waiting for confirmation seeded ({app.extensions['billpost.engine'].dialect.name})"
-    receiver = start_receiver(app, "127.0.0.1", 0)
-
-    def client(chunk: list[tuple[bytes, str]]) -> None:
-        with smtplib.SMTP(receiver.host, receiver.port, timeout=120) as conn:
-            for raw, rcpt in chunk:
-                conn.sendmail("", [rcpt], raw)
-
-    try:
-        started = time.perf_counter()
-        with ThreadPoolExecutor(connections) as pool:
-            list(pool.map(client, [jobs[i::connections] for i in range(connections)]))
-        elapsed = time.perf_counter() - started
-        with app.app_context():
-            session = app.extensions["billpost.session_factory"]()
-            try:
-                confirmed = session.scalar(
-                    select(func.count()).select_from(Delivery).where(Delivery.id.in_(ids), Delivery.status == "confirmed")
-                )
-            finally:
-                session.close()
-        yield (f"{reports_count} delivered reports over {connections} connection(s): {elapsed:.2f} s, "
-               f"{reports_count / elapsed:.0f} reports/s, {elapsed / reports_count * 1000:.1f} ms each; "
-               f"{confirmed} deliveries confirmed")
-        big = jobs[0][0] + b"\r\n" + (b"Z" * 900 + b"\r\n") * (20 * 1024 * 1024 // 902)
-        started = time.perf_counter()
-        with smtplib.SMTP(receiver.host, receiver.port, timeout=120) as conn:
-            conn.sendmail("", [f"bounces+bench-big@{domain}"], big)
-        yield (f"one 20 MB message: {time.perf_counter() - started:.2f} s; peak memory of this process "
-               f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
-    finally:
-        receiver.stop()
-
-
-@click.command("mailin")
-@click.option("--reports", "reports_count", default=1000, show_default=True)
-@click.option("--connections", default=4, show_default=True, help="Parallel SMTP connections (Postfix uses several).")
-@with_appcontext
-def bench_mailin_command(reports_count: int, connections: int) -> None:
-    """Report intake over SMTP: reports/s to confirmation (adds bench rows: use a scratch database)."""
-    for line in run_bench(current_app._get_current_object(), reports_count, max(1, connections)):
-        click.echo(line)

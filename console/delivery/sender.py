@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import re
 import smtplib
-import ssl
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
@@ -41,28 +40,10 @@ from console.delivery.build_ahead import BuildAhead
 from console.delivery.message import build_message, envelope_sender, message_id_for, new_token, xtext
 from console.delivery.policy import MAX_ATTEMPTS, apply_report, lock_for_write, open_work_item, transition
 from console.models import Bill, Customer, Cycle, Delivery, DeliveryAttempt, ServicePoint
+from console.smtp import connect
 
 RETRY_BACKOFF = (60, 300, 900, 1800, 3600)  # seconds after a temporary error, then hourly
 _ENHANCED = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
-
-
-def smtp_target(config: dict) -> tuple[str, int]:
-    """The relay; with no SMTP_HOST (the embedded demo) the mail-in sandbox on SANDBOX_PORT."""
-    if config.get("SMTP_HOST"):
-        return config["SMTP_HOST"], int(config.get("SMTP_PORT", 25))
-    return "127.0.0.1", int(config.get("SANDBOX_PORT", 2525))
-
-
-def connect(config: dict, timeout: float = 60) -> smtplib.SMTP:
-    host, port = smtp_target(config)
-    smtp = smtplib.SMTP(host, port, timeout=timeout)
-    smtp.ehlo()
-    if config.get("SMTP_HOST") and config.get("SMTP_STARTTLS"):
-        smtp.starttls(context=ssl.create_default_context())
-        smtp.ehlo()
-    if config.get("SMTP_HOST") and config.get("SMTP_USER"):
-        smtp.login(config["SMTP_USER"], config.get("SMTP_PASSWORD", ""))
-    return smtp
 
 
 def _reply(code: int, text: bytes | str) -> str:
@@ -190,7 +171,7 @@ class Sender:
         self.pipelining = False
         self.awaiting_content = False  # a 354 was read and the content has not gone out yet
         self.autocommit: Connection | None = None  # see _record_sent
-        self.lease = timedelta(seconds=int(config.get("DELIVERY_LEASE_SECONDS", 300)))
+        self.lease = timedelta(seconds=int(config["DELIVERY_LEASE_SECONDS"]))
         self.claim_id = uuid.uuid4().hex
         self.renewed_at: datetime | None = None
         self.sqlite = session.get_bind().dialect.name == "sqlite"

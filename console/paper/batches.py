@@ -201,7 +201,7 @@ def assemble_batch(session: Session, batch_id: int, actor: Actor, duplex: bool |
     readers = {bill_id: PdfReader(io.BytesIO(Path(path).read_bytes())) for bill_id, path in files.items()}
     bill_pages = sum(len(readers[i.bill_id].pages) * i.copies for i in items)
     codes = [i.postal_code for i in items if i.postal_code]
-    with force_locale(current_app.config.get("BABEL_DEFAULT_LOCALE", "zh")):
+    with force_locale(current_app.config["BABEL_DEFAULT_LOCALE"]):
         from console.paper.pdf import FONT_FAMILY, cjk_font_path
 
         cover_html = render_template(

@@ -27,12 +27,12 @@ def print_batch(period: str, size: int | None, now: bool) -> None:
             result = batches.gather_batches(
                 session, period, Actor.cli(),
                 size=size or batches.default_batch_size(),
-                key_accounts_only=app.config.get("PAPER_KEY_ACCOUNTS_ONLY", True),
+                key_accounts_only=app.config["PAPER_KEY_ACCOUNTS_ONLY"],
             )
         except batches.PaperError as exc:
             from flask_babel import force_locale
 
-            with force_locale(app.config.get("BABEL_DEFAULT_LOCALE", "zh")):
+            with force_locale(app.config["BABEL_DEFAULT_LOCALE"]):
                 raise click.ClickException(str(exc)) from None
         session.commit()
         click.echo(
@@ -56,9 +56,6 @@ def print_batch(period: str, size: int | None, now: bool) -> None:
         session.close()
 
 
-def register(app: Flask, import_group: click.Group, bench_group: click.Group) -> None:
+def register(app: Flask, import_group: click.Group) -> None:
     """Adds this domain's commands."""
-    from console.paper.bench import bench_pdf
-
     app.cli.add_command(print_group)
-    bench_group.add_command(bench_pdf)

@@ -121,7 +121,7 @@ def bill_parts(session: Session, bill: Bill) -> list[str]:
 
 def bill_print_html(session: Session, bill: Bill) -> str:
     """The bill document wrapped in the print layout (A4, embedded font, bill number as barcode)."""
-    with force_locale(current_app.config.get("BABEL_DEFAULT_LOCALE", "zh")):
+    with force_locale(current_app.config["BABEL_DEFAULT_LOCALE"]):
         return render_template(
             "paper/print.html",
             bill=bill,

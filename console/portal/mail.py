@@ -1,14 +1,12 @@
 """The portal's own mails (registration and reset codes), sent with smtplib after the commit.
 
 Sent on a short-lived thread so the page answers at once, and as fast for unknown accounts (which
-send nothing) as for known ones. SMTP_HOST empty means the demo mail sandbox on
-127.0.0.1:SANDBOX_PORT.
+send nothing) as for known ones, through the one SMTP client set-up (console.smtp).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import smtplib
 import threading
 from email.message import EmailMessage
@@ -18,15 +16,9 @@ from flask import current_app
 from flask_babel import gettext as _
 
 from console.portal.services import Outgoing
+from console.smtp import connect
 
 log = logging.getLogger("billpost.portal.mail")
-
-
-def smtp_target(config: dict) -> tuple[str, int]:
-    if config.get("SMTP_HOST"):
-        return config["SMTP_HOST"], int(config.get("SMTP_PORT") or 25)
-    port = config.get("SANDBOX_PORT") or os.environ.get("SANDBOX_PORT") or 2525
-    return "127.0.0.1", int(port)
 
 
 def build_message(outgoing: Outgoing, minutes: int) -> EmailMessage:
@@ -37,7 +29,7 @@ def build_message(outgoing: Outgoing, minutes: int) -> EmailMessage:
     message["To"] = outgoing.to
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = make_msgid(domain=config["MAIL_FROM"].rpartition("@")[2] or "billpost.local")
-    login_url = config.get("PORTAL_BASE_URL", "").rstrip("/") + "/my/login"
+    login_url = config["PORTAL_BASE_URL"].rstrip("/") + "/my/login"
     if outgoing.kind == "already_registered":
         message["Subject"] = _("Your web account")
         body = _(
@@ -64,12 +56,7 @@ def build_message(outgoing: Outgoing, minutes: int) -> EmailMessage:
 
 
 def send_message(config: dict, message: EmailMessage) -> None:
-    host, port = smtp_target(config)
-    with smtplib.SMTP(host, port, timeout=30) as smtp:
-        if config.get("SMTP_STARTTLS"):
-            smtp.starttls()
-        if config.get("SMTP_USER"):
-            smtp.login(config["SMTP_USER"], config.get("SMTP_PASSWORD", ""))
+    with connect(config, timeout=30) as smtp:
         smtp.send_message(message)
 
 

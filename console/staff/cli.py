@@ -37,5 +37,5 @@ def create(username: str, roles: tuple[str, ...], display_name: str, password_st
     click.echo(f"created user {user.username} with roles {', '.join(sorted(user.roles))}")
 
 
-def register(app: Flask, import_group: click.Group, bench_group: click.Group) -> None:
+def register(app: Flask, import_group: click.Group) -> None:
     app.cli.add_command(users_group)

@@ -158,7 +158,7 @@ class Sink:
 def smtp_sink():
     from aiosmtpd.controller import Controller
 
-    from console.delivery.loopback_postfix import free_port
+    from console.devtools.ports import free_port
 
     sink = Sink()
     port = free_port()
@@ -195,7 +195,8 @@ def loopback_postfix(smtp_sink):
     import tempfile
     from pathlib import Path
 
-    from console.delivery.loopback_postfix import LoopbackPostfix, free_port, postfix_available
+    from console.devtools.loopback_postfix import LoopbackPostfix, postfix_available
+    from console.devtools.ports import free_port
 
     if not postfix_available():
         pytest.skip("postfix not installed")

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from console.db import utcnow
+from console.devtools.ports import free_port
 from console.models import Bill, Customer, Cycle, Delivery, DeliveryAttempt, ServicePoint
 
 SAMPLES = Path("/work/shared/reference/dsn-samples")
@@ -134,7 +135,7 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):  # noqa:
 def receiver(committed_app):
     from console.delivery.mailin import start_receiver
 
-    running = start_receiver(committed_app, port=0)
+    running = start_receiver(committed_app, port=free_port())
     yield running
     running.stop()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from console.config import PROJECT_ROOT
-from console.delivery.mailin import free_port
+from console.devtools.ports import free_port
 from console.models.mailin import InboundMessage, SandboxMessage
 from tests.mailin.conftest import BOUNCE_DOMAIN, add_attempt, report_for, wait_for
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from console.delivery.mailin import _envelope_from_headers, free_port, poll_imap_once
+from console.delivery.mailin import _envelope_from_headers, poll_imap_once
+from console.devtools.ports import free_port
 from console.models import Delivery
 from console.models.mailin import InboundMessage
 from tests.mailin.conftest import BOUNCE_DOMAIN, add_attempt, report_for, wait_for

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from console import create_app
 from console.db import make_engine
 from console.delivery.mailin import LINE_LIMIT, start_receiver
+from console.devtools.ports import free_port
 from console.models import Delivery, WorkItem
 from console.models.mailin import InboundMessage
 from tests.mailin.conftest import BOUNCE_DOMAIN, add_attempt, report_for
@@ -117,7 +118,7 @@ def test_twenty_megabyte_report_is_kept_bounded(cdb, smtp_to, committed_app):
 
 def test_over_the_size_limit_is_refused_with_552(committed_app):
     committed_app.config["MAILIN_MAX_BYTES"] = 256 * 1024
-    small = start_receiver(committed_app, port=0)
+    small = start_receiver(committed_app, port=free_port())
     try:
         with smtplib.SMTP(small.host, small.port, timeout=30) as conn:
             code, _ = _send(conn, b"Subject: big\r\n\r\n" + (b"x" * 500 + b"\r\n") * 1000, f"bounces+a@{BOUNCE_DOMAIN}")
@@ -130,7 +131,7 @@ def test_over_the_size_limit_is_refused_with_552(committed_app):
 
 def test_database_down_answers_451_and_keeps_serving(tmp_path):
     broken = create_app({"TESTING": True, "ENGINE": make_engine(f"sqlite:///{tmp_path}/missing/dir/x.db")})
-    receiver = start_receiver(broken, port=0)
+    receiver = start_receiver(broken, port=free_port())
     try:
         with smtplib.SMTP(receiver.host, receiver.port, timeout=30) as conn:
             for _ in range(2):

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import func, select
 
 from console.delivery.reports import parse_message
-from console.delivery.sandbox import outcome_for, start_sandbox
+from console.devtools.ports import free_port
+from console.devtools.sandbox import outcome_for, start_sandbox
 from console.models import Delivery, WorkItem
 from console.models.mailin import InboundMessage, SandboxMessage
 from tests.mailin.conftest import BOUNCE_DOMAIN, add_attempt, wait_for
@@ -22,7 +23,7 @@ def xtext(value: str) -> str:
 
 @pytest.fixture
 def sandbox(committed_app):
-    running = start_sandbox(committed_app, port=0, report_delay=0.05)
+    running = start_sandbox(committed_app, port=free_port(), report_delay=0.05)
     yield running
     running.stop()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import re
 import secrets
-import socket
 import threading
 import time
 from datetime import date
@@ -16,6 +15,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
+from console.devtools.ports import free_port
 from console.models import Bill, BillLine, Cycle
 from console.models.portal import WebAccount
 from console.passwords import hash_password
@@ -24,10 +24,6 @@ CUSTOMER_PASSWORD = "电费账单 long enough"
 _numbers = itertools.count(1)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Inbox:

@@ -5,7 +5,6 @@ compare with the floor: the same bill rows written by a bare Core bulk insert.""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -13,13 +12,16 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
 
-from flask import Flask
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
 from sqlalchemy import delete, func, insert, select, text, update
 
 from console.audit import Actor
 from console.billing import cycles
 from console.billing.generation import period_bounds
 from console.billing.tariffs import seed_sample_tariffs
+from console.config import child_environment
 from console.models import Customer, ServicePoint
 from console.models.billing import Bill, BillLine, BillMessage, Cycle, CycleChunk, LedgerEntry, MeterRead
 from console.queues import get_queue, redis_url
@@ -293,8 +295,8 @@ def _generate(app: Flask, period: str, chunk_size: int) -> Iterator[str | dict]:
         chunks = cycles.start_run(session, period, Actor.cli(), chunk_size)
         session.commit()  # the chunk jobs reach the queue with the commit
         yield f"{len(chunks)} chunks of up to {chunk_size} customers enqueued"
-    env = dict(os.environ, REDIS_URL=redis_url(app), DATABASE_URL=app.config["DATABASE_URL"])
-    result = subprocess.run([sys.executable, "-m", "console.billing.benchworker"], env=env, capture_output=True,
+    env = child_environment(REDIS_URL=redis_url(app), DATABASE_URL=app.config["DATABASE_URL"])
+    result = subprocess.run([sys.executable, "-m", "console.bench.cycle_worker"], env=env, capture_output=True,
                             text=True, check=False)
     if result.returncode != 0:
         yield result.stderr[-3000:]
@@ -396,3 +398,22 @@ def run_bench(app: Flask, customers: int, period: str) -> Iterator[str]:
     yield f"floor (bare Core bulk insert of the same {floor_rows} bill rows): {floor_seconds:.2f} s = " \
           f"{floor_rate:,.0f} bills/s"
     yield f"ratio generation/floor: {rate / floor_rate:.2f}" if floor_rate else "ratio: n/a"
+
+
+@click.command("cycle")
+@click.option("--customers", default=100000, show_default=True)
+@click.option("--period", default="2031-01", show_default=True, help="A period of its own for the bench.")
+@click.option("--key-accounts", default=0, show_default=True,
+              help="Also seed this many collective-billing key accounts and compare their rate (issue 4).")
+@click.option("--points-per-account", default=20, show_default=True)
+@with_appcontext
+def bench_cycle(customers: int, period: str, key_accounts: int, points_per_account: int) -> None:
+    """Generate a cycle for N customers with one worker process: bills/s, peak memory, bare-insert floor.
+    With --key-accounts: ordinary vs collective rates instead."""
+    app = current_app._get_current_object()
+    if key_accounts:
+        lines = run_collective_bench(app, customers, period, key_accounts, points_per_account)
+    else:
+        lines = run_bench(app, customers, period)
+    for line in lines:
+        click.echo(line)

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 
-from flask import Flask
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
 from sqlalchemy import func, insert, select, text
 
 from console.db import utcnow
@@ -260,3 +262,14 @@ def _measure_requests(app: Flask, usernames: list, own_bills: dict, requests: in
     for name, samples in timings.items():
         out.append(_figures(name, samples))
     return out
+
+
+@click.command("portal")
+@click.option("--bills", default=1_000_000, show_default=True, help="Published bills in the database (seeded once).")
+@click.option("--requests", default=1000, show_default=True, help="Requests of each page to time.")
+@click.option("--customers", default=100, show_default=True, help="Signed-in customers, chosen at random.")
+@with_appcontext
+def bench_portal(bills: int, requests: int, customers: int) -> None:
+    """Median and p95 of the customer's bill list and bill pages with BILLS published bills."""
+    for line in run_bench(current_app._get_current_object(), bills, requests, customers):
+        click.echo(line)

@@ -32,6 +32,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import delete, insert, select
 
 from console.audit import Actor
+from console.config import child_environment
 from console.db import utcnow
 from console.models import Bill, BillLine, ContactRecord, Customer, Cycle, Delivery, DeliveryAttempt, WorkItem
 
@@ -45,13 +46,10 @@ def _clear(session, period: str) -> None:  # noqa: ANN001
         return
     bills = select(Bill.id).where(Bill.cycle_id == cycle.id).scalar_subquery()
     deliveries = select(Delivery.id).where(Delivery.bill_id.in_(bills)).scalar_subquery()
-    try:
-        from console.models.mailin import InboundReportRecipient
+    from console.models.mailin import InboundReportRecipient
 
-        attempts = select(DeliveryAttempt.id).where(DeliveryAttempt.delivery_id.in_(deliveries)).scalar_subquery()
-        session.execute(delete(InboundReportRecipient).where(InboundReportRecipient.attempt_id.in_(attempts)))
-    except ImportError:
-        pass
+    attempts = select(DeliveryAttempt.id).where(DeliveryAttempt.delivery_id.in_(deliveries)).scalar_subquery()
+    session.execute(delete(InboundReportRecipient).where(InboundReportRecipient.attempt_id.in_(attempts)))
     session.execute(delete(WorkItem).where(WorkItem.delivery_id.in_(deliveries)))
     session.execute(delete(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(deliveries)))
     session.execute(delete(Delivery).where(Delivery.bill_id.in_(bills)))
@@ -148,7 +146,7 @@ def run_once(app, messages: int, pdf: bool, wait: float, receiver=None) -> dict:
             select(Delivery.id).join(Bill, Bill.id == Delivery.bill_id)
             .where(Bill.cycle_id == cycle_id, Delivery.channel == "email").order_by(Delivery.id)
         ).all()
-    size = int(app.config.get("SEND_BATCH_SIZE", 200))
+    size = int(app.config["SEND_BATCH_SIZE"])
     if receiver is not None:
         receiver.send_signal(signal.SIGSTOP)  # Postfix's deliveries of the reports wait (connected, no greeting)
     started = time.perf_counter()
@@ -209,15 +207,13 @@ def _summary(results: list[dict]) -> dict:
 
 def _start_mailin(app, port: int, folder: Path):  # noqa: ANN001, ANN202
     """`console mailin` in a process of its own (as in production), receiving on `port`."""
-    import os
     import socket
     import subprocess
     import sys
 
     from console.queues import redis_url
 
-    env = dict(
-        os.environ,
+    env = child_environment(
         DATABASE_URL=app.extensions["billpost.engine"].url.render_as_string(hide_password=False),
         REDIS_URL=redis_url(app),
         MAILIN_HOST="127.0.0.1",
@@ -260,7 +256,8 @@ def bench_email(messages: int, pdf: str, wait: float, reports: str, runs: int) -
     app = current_app._get_current_object()
     postfix = receiver = folder = None
     if not app.config.get("SMTP_HOST"):
-        from console.delivery.loopback_postfix import LoopbackPostfix, free_port
+        from console.devtools.loopback_postfix import LoopbackPostfix
+        from console.devtools.ports import free_port
 
         folder = Path(tempfile.mkdtemp(prefix="billpost-bench-postfix-"))
         receiver = _start_mailin(app, free_port(), folder)

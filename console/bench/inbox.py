@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
+import click
 from sqlalchemy import insert, text
 
 BATCH = 5000
@@ -198,3 +199,16 @@ def run(items: int, database_url: str | None, requests: int) -> Iterator[str]:
         assert response.status_code == 200
     yield _figures("item page (random items)", item_times)
     engine.dispose()
+
+
+@click.command("inbox")
+@click.option("--items", default=100_000, show_default=True, help="Open work items to seed.")
+@click.option("--requests", default=200, show_default=True, help="Timed requests per page.")
+@click.option(
+    "--database-url", default=None,
+    help="A scratch database to seed (its schema is DROPPED and rebuilt); default: a temporary SQLite file.",
+)
+def bench_inbox(items: int, requests: int, database_url: str | None) -> None:
+    """Median and p95 server time of the rep's inbox page and of an item page with many open items."""
+    for line in run(items, database_url, requests):
+        click.echo(line)

@@ -24,6 +24,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from console.devtools.ports import free_port
+
 POSTFIX_DIRS = ("/usr/sbin", "/usr/lib/postfix/sbin")
 
 
@@ -31,10 +33,6 @@ def postfix_available() -> bool:
     return shutil.which("postfix") is not None or Path("/usr/sbin/postfix").exists()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _bin(name: str) -> str:

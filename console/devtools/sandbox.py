@@ -31,8 +31,9 @@ from aiosmtpd.smtp import SMTP
 from flask import Flask
 
 from console.db import utcnow
-from console.delivery.mailin import free_port, run_intake
+from console.delivery.mailin import run_intake
 from console.delivery.reports import decode_xtext, split_typed
+from console.devtools.ports import free_port
 
 log = logging.getLogger("billpost.sandbox")
 
@@ -158,8 +159,8 @@ class SandboxHandler:
         self.app = app
         self.report_delay = report_delay
         self.bounce_domain = app.config["BOUNCE_DOMAIN"].strip().lower()
-        self.fail_pattern = app.config.get("SANDBOX_FAIL_PATTERN", r"bounce|fail|nosuch")
-        self.silent_pattern = app.config.get("SANDBOX_SILENT_PATTERN", r"silent")
+        self.fail_pattern = app.config["SANDBOX_FAIL_PATTERN"]
+        self.silent_pattern = app.config["SANDBOX_SILENT_PATTERN"]
         self.pending: set[asyncio.Task] = set()
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: ANN001, ANN201
@@ -324,7 +325,7 @@ def start_sandbox(
     app: Flask, host: str = "127.0.0.1", port: int | None = None, report_delay: float = 0.3
 ) -> Sandbox:
     """Start the sandbox in a thread; port 0 picks a free one (tests)."""
-    port = app.config.get("SANDBOX_PORT", 2525) if port is None else port
+    port = app.config["SANDBOX_PORT"] if port is None else port
     if port == 0:
         port = free_port(host)
     handler = SandboxHandler(app, report_delay)
@@ -332,7 +333,7 @@ def start_sandbox(
         handler,
         hostname=host,
         port=port,
-        data_size_limit=app.config.get("MAILIN_MAX_BYTES", 32 * 1024 * 1024),
+        data_size_limit=app.config["MAILIN_MAX_BYTES"],
         enable_SMTPUTF8=True,
         ident="Billpost demo mail sandbox",
         server_hostname=SANDBOX_HOST,
