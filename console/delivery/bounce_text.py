@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from email.message import Message
 
 log = logging.getLogger("billpost.mailin")
+# flufl.bounce logs a line per detector at INFO and a traceback when one of its heuristics chokes
+# on odd input (an empty From:); its verdict is what counts here, not its diary.
+logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
 TEXT_LIMIT = 256 * 1024  # characters of decoded text read per message
 
