@@ -65,7 +65,7 @@ def is_customer(user: object) -> bool:
 
 
 def _to_login() -> Response:
-    if request.method not in ("GET", "HEAD"):  # a form sent after the session ended keeps its input
+    if request.method not in ("GET", "HEAD") and request.endpoint != "portal.logout":  # input kept
         from console.web.expiry import expired_response
 
         return expired_response("signed_out", 401)
@@ -290,14 +290,13 @@ def _complete(purpose: str):  # noqa: ANN202
 
 
 def _translate_problem(message: str) -> str:
+    from console.passwords import describe
+
     known = {
         services.GENERIC_CODE_ERROR: _("The code is wrong or has expired."),
         "The current password is wrong.": _("The current password is wrong."),
-        "at least 8 characters": _("The password needs at least 8 characters."),
-        "at most 128 characters": _("The password may have at most 128 characters."),
-        "too common; choose another": _("This password is too common; choose another."),
     }
-    return known.get(message, message)
+    return known.get(message) or describe(message)
 
 
 # --- the signed-in customer's pages --------------------------------------------------------------

@@ -40,6 +40,14 @@ def _safe_next(target: str | None) -> str | None:
     return target
 
 
+def _staff_error_text(exc: services.StaffError) -> str:
+    """A password's reason in the user's language; other messages as they are."""
+    from console.passwords import describe
+
+    field, _sep, reason = str(exc).partition(": ")
+    return describe(reason) if field == "password" else str(exc)
+
+
 @auth_bp.route("/login", methods=["GET", "POST"])
 @limiter.limit("60 per minute", methods=["POST"])  # per address: a whole office signs in at 8:00
 @limiter.limit("10 per minute", methods=["POST"], key_func=lambda: "staff:" + services.normalize_username(request.form.get("username")))
@@ -114,7 +122,7 @@ def change_password():
             try:
                 services.change_password(db(), user, request.form.get("new", ""), Actor.of_user(user, request.remote_addr))
             except services.StaffError as exc:
-                error = str(exc)
+                error = _staff_error_text(exc)
             else:
                 db().commit()  # the security log's password_changed line is written by this commit
                 session.clear()
@@ -147,7 +155,7 @@ def create_user():
             display_name=request.form.get("display_name", ""),
         )
     except services.StaffError as exc:
-        flash(str(exc), "error")
+        flash(_staff_error_text(exc), "error")
         return redirect(url_for("admin.users")), 303
     db().commit()
     return redirect(url_for("admin.users")), 303

@@ -33,7 +33,7 @@ def create_user(
     unknown = sorted(set(roles) - set(ROLES))
     if unknown or not roles:
         raise StaffError(f"role: must be among {', '.join(ROLES)} (got {', '.join(unknown) or 'none'})")
-    problem = password_problem(password)
+    problem = password_problem(password, user_inputs=[username, display_name])
     if problem:
         raise StaffError(f"password: {problem}")
     if session.scalar(select(User.id).where(User.username == username)):
@@ -73,7 +73,7 @@ def set_roles(session: Session, user: User, roles: list[str], actor: Actor) -> N
 
 def change_password(session: Session, user: User, new_password: str, actor: Actor) -> None:
     """Sets the password and a new session token, which ends every other session of the user."""
-    problem = password_problem(new_password)
+    problem = password_problem(new_password, user_inputs=[user.username, user.display_name])
     if problem:
         raise StaffError(f"password: {problem}")
     user.password_hash = hash_password(new_password)
