@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from console.audit import Actor
+from console.devtools.ports import free_port
 from console.staff.services import create_user
-from tests.conftest import PASSWORD, TEST_DATABASE_URL, TEST_REDIS_URL
-from tests.portal.conftest import free_port
+from tests.conftest import PASSWORD, TEST_REDIS_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 CANARY_ID = "320502199001017777"
