@@ -20,8 +20,8 @@ from decimal import Decimal
 from typing import Any, BinaryIO, TypeVar
 
 import charset_normalizer
-from email_validator import EmailNotValidError, validate_email
 
+from console.emailaddress import InvalidAddress, parse_address
 from console.money import parse_money
 
 MAX_FILE_BYTES = 512 * 1024 * 1024
@@ -380,10 +380,10 @@ def parse_decimal(text: str) -> Decimal:
 
 
 def parse_email(text: str) -> str:
-    """Strict syntax check, no DNS lookup; returns the normalized address."""
+    """The console's one address rule (console.emailaddress), no DNS lookup; the normalized address."""
     try:
-        return validate_email(text, check_deliverability=False).normalized
-    except EmailNotValidError as exc:
+        return parse_address(text)
+    except InvalidAddress as exc:
         raise ValueError(f"not a valid e-mail address ({exc})") from None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +12,19 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from sqlalchemy import BigInteger, Date, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Connection,
+    Date,
+    DateTime,
+    Engine,
+    MetaData,
+    Table,
+    create_engine,
+    event,
+    insert,
+)
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -149,3 +162,50 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 def values(enum: type[StrEnum]) -> tuple[str, ...]:
     """The plain values of a status vocabulary, in order, as check constraints and migrations spell them."""
     return tuple(member.value for member in enum)
+
+
+BULK_CHUNK = 1000
+
+
+def bulk_insert(connection: Connection, table: Table, rows: list[dict]) -> None:
+    """New rows in bulk on a Connection (dicts with the same keys). On PostgreSQL: COPY (several times
+    faster than an executemany), with the columns' Python-side defaults and the column types' bind
+    conversions applied by hand (money to fen, JSON to text, times to UTC); elsewhere a Core
+    executemany in chunks."""
+    if not rows:
+        return
+    if connection.dialect.name != "postgresql":
+        for start in range(0, len(rows), BULK_CHUNK):
+            connection.execute(insert(table), rows[start : start + BULK_CHUNK])
+        return
+    keys = list(rows[0])
+    defaults = {}
+    for col in table.columns:
+        if col.name in keys or col.primary_key or col.default is None:
+            continue
+        default = col.default
+        defaults[col.name] = default.arg(None) if default.is_callable else default.arg
+    columns = keys + list(defaults)
+    converters = [_copy_converter(table.columns[name]) for name in columns]
+    default_values = list(defaults.values())
+    names = ", ".join(f'"{name}"' for name in columns)
+    driver = connection.connection.driver_connection
+    with driver.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+        if not any(converters):
+            for row in rows:
+                copy.write_row([row[k] for k in keys] + default_values)
+            return
+        for row in rows:
+            values = [row[k] for k in keys] + default_values
+            copy.write_row([v if v is None or c is None else c(v) for v, c in zip(values, converters, strict=True)])
+
+
+def _copy_converter(column):  # noqa: ANN001, ANN202
+    """What the column type's bind processing would do, for COPY."""
+    if isinstance(column.type, MoneyType):
+        return to_fen
+    if isinstance(column.type, JSON):
+        return lambda value: json.dumps(value, ensure_ascii=False)
+    if isinstance(column.type, UTCDateTime):
+        return lambda value: value.astimezone(UTC)
+    return None

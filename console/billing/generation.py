@@ -13,17 +13,17 @@ Idempotent: points that already have a bill in the cycle are skipped, and the un
 from __future__ import annotations
 
 import calendar
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Integer, bindparam, column, func, insert, select, update, values
+from sqlalchemy import Integer, bindparam, column, func, select, update, values
 from sqlalchemy.orm import Session
 
 from console.billing import collective, rating
 from console.billing.tariffs import load_versions
+from console.db import bulk_insert
 from console.models import Customer, ServicePoint
 from console.models.billing import (
     Bill,
@@ -37,7 +37,7 @@ from console.models.billing import (
     LedgerEntry,
     MeterRead,
 )
-from console.money import ZERO, money, to_fen
+from console.money import ZERO, money
 
 # Order of the itemized lines on a bill.
 LINE_ORDER = (
@@ -468,47 +468,6 @@ def _load_collective(
             getattr(accounts[customer_id], kind).append((a_no, b_no))
 
 
-def bulk_insert(session: Session, table, rows: list[dict]) -> None:  # noqa: ANN001
-    """Core bulk insert of `rows` (dicts with the same keys). On PostgreSQL: COPY (several times
-    faster than row-by-row executemany); elsewhere a Core executemany. Column defaults apply."""
-    if not rows:
-        return
-    if session.get_bind().dialect.name != "postgresql":
-        session.execute(insert(table), rows)
-        return
-    keys = list(rows[0])
-    defaults = {}
-    for col in table.columns:
-        if col.name in keys or col.primary_key or col.default is None:
-            continue
-        default = col.default
-        defaults[col.name] = default.arg(None) if default.is_callable else default.arg
-    columns = keys + list(defaults)
-    converters = [_copy_converter(table.columns[name]) for name in columns]
-    default_values = list(defaults.values())
-    raw = session.connection().connection.dbapi_connection
-    names = ", ".join(f'"{name}"' for name in columns)
-    with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-        for row in rows:
-            values = [row[k] for k in keys] + default_values
-            copy.write_row([v if v is None or c is None else c(v) for v, c in zip(values, converters, strict=True)])
-
-
-def _copy_converter(column):  # noqa: ANN001, ANN202
-    """What the column type's bind processing would do, for COPY: money to fen, JSON to text."""
-    from sqlalchemy import JSON
-
-    from console.db import MoneyType, UTCDateTime
-
-    if isinstance(column.type, MoneyType):
-        return to_fen
-    if isinstance(column.type, JSON):
-        return lambda value: json.dumps(value, ensure_ascii=False)
-    if isinstance(column.type, UTCDateTime):
-        return lambda value: value.astimezone(UTC)
-    return None
-
-
 def mark_billed(session: Session, billed: list[dict]) -> None:
     """Set bill_id on the carried entries, only where it is still NULL (one UPDATE ... FROM (VALUES)
     per 1,000 entries); if any was billed meanwhile, fail: the chunk is retried and skips it."""
@@ -556,7 +515,7 @@ def write_bills(
     # A plain executemany, then the new ids by their bill numbers in one query (RETURNING in parameter
     # order would run row by row on SQLite).
     table = Bill.__table__
-    bulk_insert(session, table, bill_rows)
+    bulk_insert(session.connection(), table, bill_rows)
     numbers = [row["bill_no"] for row in bill_rows]
     by_no = {}
     for part in range(0, len(numbers), 2000):
@@ -592,9 +551,9 @@ def write_bills(
             p.bill_type == "final" and any(e.kind == "deposit_applied" for e in p.entries) for p in collective.parts_of(b)
         ):
             deposit_rows += [{"did": d.id, "bid": bill_id} for d in deposits.get(b.customer_id, ())]
-    bulk_insert(session, BillLine.__table__, line_rows)
-    bulk_insert(session, LedgerEntry.__table__, new_entries)
-    bulk_insert(session, BillMessage.__table__, message_rows)
+    bulk_insert(session.connection(), BillLine.__table__, line_rows)
+    bulk_insert(session.connection(), LedgerEntry.__table__, new_entries)
+    bulk_insert(session.connection(), BillMessage.__table__, message_rows)
     if billed:
         mark_billed(session, billed)
     if deposit_rows:

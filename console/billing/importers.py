@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from console.audit import Actor
-from console.billing import rating
+from console.billing import cycles, rating
 from console.csvimport import (
     ImportFailed,
     ImportSummary,
@@ -44,14 +44,15 @@ CHARGE_TYPES = (
     "electricity", "late_fee", "business_expansion", "connection", "inspection", "installment", "adjustment",
     "write_off",
 )
-_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./:-]{0,59}$")
 
 
 def parse_period(text: str) -> str:
-    if not _PERIOD.match(text):
-        raise ValueError("not a period (YYYY-MM)")
-    return text
+    """A column's period: the cycles' rule (console.billing.cycles.parse_period), the import's reason."""
+    try:
+        return cycles.parse_period(text)
+    except cycles.CycleError:
+        raise ValueError("not a period (YYYY-MM)") from None
 
 
 def parse_kwh(text: str) -> Decimal:

@@ -22,6 +22,7 @@ from console.models.billing import Bill, Campaign, Cycle
 from console.models.customers import CUSTOMER_TYPES
 from console.web.auth import guard_blueprint
 from console.web.htmx import render_page_or_fragment
+from console.web.lookups import cycle_or_404
 from console.web.nav import add_admin_link, add_nav_link
 
 bp = guard_blueprint(Blueprint("billing", __name__, url_prefix="/billing"), roles=ROLES)
@@ -52,16 +53,6 @@ def _actor() -> Actor:
     return Actor.of_user(current_user, request.remote_addr)
 
 
-def _cycle_or_404(period: str) -> Cycle:
-    try:
-        cycle = cycles.get_cycle(db(), cycles.parse_period(period))
-    except cycles.CycleError:
-        abort(404)
-    if cycle is None:
-        abort(404)
-    return cycle
-
-
 # Bills (all staff) ---------------------------------------------------------------------------
 
 
@@ -77,7 +68,7 @@ def index():
 
 @bp.route("/cycles/<period>/bills")
 def cycle_bills(period: str):
-    cycle = _cycle_or_404(period)
+    cycle = cycle_or_404(period)
     page = max(request.args.get("page", 1, type=int), 1)
     bill_type = request.args.get("type", "")
     query = (
@@ -157,18 +148,18 @@ def _progress_context(cycle: Cycle) -> dict:
 
 @bp.route("/cycles/<period>")
 def cycle_page(period: str):
-    cycle = _cycle_or_404(period)
+    cycle = cycle_or_404(period)
     return render_template("billing/cycle.html", **_progress_context(cycle))
 
 
 @bp.route("/cycles/<period>/progress")
 def cycle_progress(period: str):
-    cycle = _cycle_or_404(period)
+    cycle = cycle_or_404(period)
     return render_page_or_fragment("billing/cycle.html", "billing/_progress.html", **_progress_context(cycle))
 
 
 def _run(period: str, retry_only: bool = False):  # noqa: ANN202
-    cycle = _cycle_or_404(period)
+    cycle = cycle_or_404(period)
     session = db()
     error = None
     try:
@@ -193,7 +184,7 @@ def retry_cycle(period: str):
 
 @bp.route("/cycles/<period>/publish", methods=["POST"])
 def publish_cycle(period: str):
-    cycle = _cycle_or_404(period)
+    cycle = cycle_or_404(period)
     session = db()
     error = None
     try:

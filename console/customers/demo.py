@@ -17,9 +17,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
 
 from console.audit import Actor
-from console.customers.importers import bulk_insert
 from console.customers.services import id_check_char
-from console.db import utcnow
+from console.db import bulk_insert, utcnow
 from console.models import Customer, Recipient, ServicePoint, User
 
 BATCH = 5000

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from console.audit import Actor
@@ -32,7 +32,7 @@ from console.csvimport import (
     read_rows,
 )
 from console.customers.services import parse_id_number
-from console.db import utcnow
+from console.db import bulk_insert, utcnow
 from console.models import Customer, Recipient, ServicePoint, User, UserRole
 from console.models.customers import CHANNELS, CUSTOMER_TYPES, RECIPIENT_CHANNELS, RELATIONSHIPS
 
@@ -161,23 +161,6 @@ def _customers_by_account(session: Session, accounts: Iterable[str]) -> dict[str
         for account_no, cid, key in session.execute(stmt):
             found[account_no] = (cid, bool(key))
     return found
-
-
-def bulk_insert(connection: Any, table: Any, rows: list[dict]) -> None:
-    """New rows in bulk on a Connection: COPY on PostgreSQL (3× an executemany), else Core executemany
-    in chunks. Every row has the same keys; Python-side column defaults are not applied by COPY."""
-    if not rows:
-        return
-    if connection.dialect.name != "postgresql":
-        for chunk in _chunks(rows, WRITE_CHUNK):
-            connection.execute(insert(table), chunk)
-        return
-    columns = list(rows[0])
-    driver = connection.connection.driver_connection
-    names = ", ".join(f'"{c}"' for c in columns)
-    with driver.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
-        for row in rows:
-            copy.write_row([row[c] for c in columns])
 
 
 ANALYZE_AFTER_ROWS = 10_000

@@ -2,7 +2,7 @@
 per customer setting, a unique Message-ID per attempt and a VERP envelope sender.
 
 Headers are built with `email.headerregistry` objects under the SMTP policy, from values that have
-passed `clean_header_text` (no control characters at all) and `parse_address` (one bare addr-spec,
+passed `clean_header_text` (no control characters at all) and `console.emailaddress.parse_address` (one bare addr-spec,
 checked by email-validator), so no customer data can add a header or a recipient.
 """
 
@@ -21,14 +21,7 @@ from sqlalchemy.orm import Session
 from console.models import Bill, Customer, Cycle, Delivery, DeliveryAttempt
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
-# A bare addr-spec only: anything that could start a display name, a comment, a route or a second
-# address (`a@x.org)<b@evil>`, `a@x.org, b@evil`, `"a" <b@evil>`) is refused outright.
-_FORBIDDEN = re.compile(r"[\s<>()\[\],;:\"\\]")
 TOKEN_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
-
-
-class InvalidAddress(ValueError):
-    pass
 
 
 class _HeaderClassCache(HeaderRegistry):
@@ -75,22 +68,6 @@ MAIL_POLICY = _MailPolicy(linesep="\r\n", header_factory=_HeaderClassCache())
 def clean_header_text(value: Any, limit: int = 200) -> str:
     """Text for a header (display name, subject part): control characters become one space."""
     return _CONTROL.sub(" ", str(value or "")).strip()[:limit]
-
-
-def parse_address(raw: str) -> str:
-    """One e-mail address, strictly: a bare addr-spec, ASCII local part, valid domain; normalized."""
-    from email_validator import EmailNotValidError, validate_email
-
-    value = (raw or "").strip()
-    if not value or len(value) > 254:
-        raise InvalidAddress("empty or too long address")
-    if _FORBIDDEN.search(value) or _CONTROL.search(value) or value.count("@") != 1:
-        raise InvalidAddress(f"not a single plain address: {value[:80]!r}")
-    try:
-        result = validate_email(value, check_deliverability=False, allow_smtputf8=False, test_environment=True)
-    except EmailNotValidError as exc:
-        raise InvalidAddress(str(exc)) from exc
-    return result.ascii_email or result.normalized
 
 
 def new_token(delivery_id: int, attempt_no: int) -> str:

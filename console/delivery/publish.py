@@ -15,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from console.audit import Actor, record_audit
-from console.delivery.message import InvalidAddress, parse_address
 from console.delivery.policy import open_work_item
 from console.delivery.queueing import queue_queued_sends
+from console.emailaddress import InvalidAddress, parse_address
 from console.models import Bill, Customer, Cycle, Delivery
 from console.paper.rules import paper_recipients
 

@@ -21,7 +21,7 @@ from console.audit import Actor, record_audit, record_contact
 from console.customers.services import mask_id_number
 from console.db import utcnow
 from console.delivery import corrections
-from console.delivery.message import InvalidAddress, parse_address
+from console.emailaddress import InvalidAddress, parse_address
 from console.models import (
     AuditEvent,
     Bill,

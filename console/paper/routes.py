@@ -16,6 +16,7 @@ from console.paper.batches import PaperError
 from console.web.auth import guard_blueprint
 from console.web.htmx import is_fragment_request, render_page_or_fragment
 from console.web.labels import LABELS
+from console.web.lookups import cycle_or_404
 from console.web.nav import add_nav_link
 
 bp = guard_blueprint(Blueprint("paper", __name__, url_prefix="/paper"), roles=["clerk", "admin"])
@@ -41,13 +42,6 @@ def _batch_or_404(batch_id: int) -> PrintBatch:
     return batch
 
 
-def _cycle_or_404(period: str) -> Cycle:
-    cycle = db().scalar(select(Cycle).where(Cycle.period == period))
-    if cycle is None:
-        abort(404)
-    return cycle
-
-
 @bp.route("/")
 def index():
     session = db()
@@ -66,7 +60,7 @@ def index():
 
 def _cycle_context(period: str, error: str | None = None) -> dict:
     session = db()
-    cycle = _cycle_or_404(period)
+    cycle = cycle_or_404(period)
     rows = list(session.scalars(select(PrintBatch).where(PrintBatch.cycle_id == cycle.id).order_by(PrintBatch.batch_no)))
     progress = batches.cycle_progress(session, period)
     return {
@@ -93,7 +87,7 @@ def progress(period: str):
 @bp.post("/cycles/<period>/gather")
 def gather(period: str):
     session = db()
-    _cycle_or_404(period)
+    cycle_or_404(period)
     try:
         size = int(request.form.get("size") or batches.default_batch_size())
         batches.gather_batches(

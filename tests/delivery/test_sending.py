@@ -14,10 +14,11 @@ from sqlalchemy.exc import OperationalError
 
 from console.audit import Actor
 from console.db import utcnow
-from console.delivery.message import InvalidAddress, build_message, parse_address, xtext
+from console.delivery.message import build_message, xtext
 from console.delivery.publish import publish_cycle
 from console.delivery.sender import send_batch
 from console.delivery.sweeper import sweep
+from console.emailaddress import InvalidAddress, parse_address
 from console.models import Delivery, DeliveryAttempt
 from tests.delivery.conftest import add_bill, new_customer
 
