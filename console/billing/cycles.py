@@ -52,7 +52,7 @@ def open_cycle(session: Session, period: str, actor: Actor, bill_date: date | No
     bill_date = bill_date or end
     if bill_date < start:
         raise CycleError(f"bill date {bill_date} is before the period {period}")
-    cycle = Cycle(period=period, bill_date=bill_date, status="open", opened_by_id=actor.user_id)
+    cycle = Cycle(period=period, bill_date=bill_date, status=CycleStatus.OPEN, opened_by_id=actor.user_id)
     session.add(cycle)
     session.flush()
     record_audit(session, actor, "cycle.open", "cycle", cycle.id, after={"period": period,
@@ -75,7 +75,7 @@ def plan_chunks(session: Session, cycle: Cycle, chunk_size: int) -> list[CycleCh
     for number, offset in enumerate(range(0, len(ids), chunk_size), start=len(existing) + 1):
         part = ids[offset : offset + chunk_size]
         rows.append(CycleChunk(cycle_id=cycle.id, chunk_no=number, first_customer_id=part[0],
-                               last_customer_id=part[-1], customers=len(part), status="queued",
+                               last_customer_id=part[-1], customers=len(part), status=ChunkStatus.QUEUED,
                                job_id=job_id(cycle.period, number)))
     session.add_all(rows)
     session.flush()
@@ -94,10 +94,10 @@ def start_run(
     cycle = get_cycle(session, parse_period(period))
     if cycle is None:
         raise CycleError(f"no cycle {period}: open it first")
-    if cycle.status == "published":
+    if cycle.status == CycleStatus.PUBLISHED:
         raise CycleError(f"cycle {period} is already published")
     chunks = plan_chunks(session, cycle, chunk_size)
-    todo = [c for c in chunks if c.status != "done" and (retry_failed or c.status != "failed")]
+    todo = [c for c in chunks if c.status != ChunkStatus.DONE and (retry_failed or c.status != ChunkStatus.FAILED)]
     for chunk in todo:
         if chunk.status == ChunkStatus.FAILED:
             chunk.status = ChunkStatus.QUEUED
@@ -145,12 +145,12 @@ def run_chunk(session: Session, cycle_id: int, chunk_no: int, settings: dict) ->
     )
     if chunk is None:
         raise LookupError(f"no chunk {chunk_no} in cycle {cycle_id}")
-    if chunk.status == "done":
+    if chunk.status == ChunkStatus.DONE:
         return 0  # already done: a duplicate delivery of the job
     chunk.started_at = utcnow()
     chunk.attempts += 1
     made = generate_chunk(session, cycle_id, chunk.first_customer_id, chunk.last_customer_id, settings)
-    chunk.status = "done"
+    chunk.status = ChunkStatus.DONE
     chunk.bills_created += made
     chunk.error = None
     chunk.finished_at = utcnow()
@@ -162,21 +162,21 @@ def run_chunk(session: Session, cycle_id: int, chunk_no: int, settings: dict) ->
 def record_chunk_failure(session: Session, cycle_id: int, chunk_no: int, error: str) -> None:
     session.execute(
         update(CycleChunk)
-        .where(CycleChunk.cycle_id == cycle_id, CycleChunk.chunk_no == chunk_no, CycleChunk.status != "done")
-        .values(status="failed", error=error[:4000], attempts=CycleChunk.attempts + 1, finished_at=utcnow())
+        .where(CycleChunk.cycle_id == cycle_id, CycleChunk.chunk_no == chunk_no, CycleChunk.status != ChunkStatus.DONE)
+        .values(status=ChunkStatus.FAILED, error=error[:4000], attempts=CycleChunk.attempts + 1, finished_at=utcnow())
     )
-    session.execute(update(Cycle).where(Cycle.id == cycle_id, Cycle.status == "running").values(status="failed"))
+    session.execute(update(Cycle).where(Cycle.id == cycle_id, Cycle.status == CycleStatus.RUNNING).values(status=CycleStatus.FAILED))
     session.flush()
 
 
 def _maybe_finish(session: Session, cycle_id: int) -> None:
     left = session.scalar(
-        select(func.count()).select_from(CycleChunk).where(CycleChunk.cycle_id == cycle_id, CycleChunk.status != "done")
+        select(func.count()).select_from(CycleChunk).where(CycleChunk.cycle_id == cycle_id, CycleChunk.status != ChunkStatus.DONE)
     )
     if left == 0:
         session.execute(
-            update(Cycle).where(Cycle.id == cycle_id, Cycle.status.in_(("running", "failed", "open")))
-            .values(status="generated", generated_at=utcnow())
+            update(Cycle).where(Cycle.id == cycle_id, Cycle.status.in_((CycleStatus.RUNNING, CycleStatus.FAILED, CycleStatus.OPEN)))
+            .values(status=CycleStatus.GENERATED, generated_at=utcnow())
         )
 
 
@@ -188,7 +188,7 @@ def progress(session: Session, cycle: Cycle) -> dict:
     )
     total = sum(counts.values())
     failed = session.scalars(
-        select(CycleChunk).where(CycleChunk.cycle_id == cycle.id, CycleChunk.status == "failed")
+        select(CycleChunk).where(CycleChunk.cycle_id == cycle.id, CycleChunk.status == ChunkStatus.FAILED)
         .order_by(CycleChunk.chunk_no)
     ).all()
     return {
@@ -199,7 +199,7 @@ def progress(session: Session, cycle: Cycle) -> dict:
         "failed": [{"chunk_no": c.chunk_no, "customers": f"{c.first_customer_id}-{c.last_customer_id}",
                     "attempts": c.attempts, "error": (c.error or "").strip().splitlines()[-1:] or [""]}
                    for c in failed],
-        "running": cycle.status == "running" and counts.get("done", 0) + counts.get("failed", 0) < total,
+        "running": cycle.status == CycleStatus.RUNNING and counts.get("done", 0) + counts.get("failed", 0) < total,
     }
 
 

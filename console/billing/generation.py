@@ -29,6 +29,7 @@ from console.models.billing import (
     Bill,
     BillLine,
     BillMessage,
+    BillStatus,
     Campaign,
     CollectivePin,
     Cycle,
@@ -508,7 +509,7 @@ def write_bills(
             "due_date": b.due_date, "read_date": b.read_date, "previous_balance": b.previous_balance,
             "payments_total": b.payments_total, "charges_total": b.charges_total,
             "adjustments_total": b.adjustments_total, "deposit_applied": b.deposit_applied,
-            "current_balance": b.current_balance, "deposit_held": b.deposit_held, "status": "generated",
+            "current_balance": b.current_balance, "deposit_held": b.deposit_held, "status": BillStatus.GENERATED,
         }
         for b, unit_key, bill_no in made
     ]

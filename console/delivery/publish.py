@@ -19,6 +19,8 @@ from console.delivery.policy import open_work_item
 from console.delivery.queueing import queue_queued_sends
 from console.emailaddress import InvalidAddress, parse_address
 from console.models import Bill, Customer, Cycle, Delivery
+from console.models.billing import BillStatus, CycleStatus
+from console.models.delivery import DeliveryStatus
 from console.paper.rules import paper_recipients
 
 PUBLISHABLE = ("generated", "published")
@@ -78,8 +80,8 @@ def publish_cycle(
     counts = {"bills_published": 0, "email": 0, "paper": 0, "invalid_addresses": 0}
     invalid: list[Delivery] = []
     for bill in bills:
-        if bill.status != "published":
-            bill.status = "published"
+        if bill.status != BillStatus.PUBLISHED:
+            bill.status = BillStatus.PUBLISHED
             bill.published_at = now
             counts["bills_published"] += 1
         customer = customers[bill.customer_id]
@@ -100,7 +102,7 @@ def publish_cycle(
                 address=address,
                 recipient_name=name[:200],
                 copies=1,
-                status="queued" if error is None else "failed",
+                status=DeliveryStatus.QUEUED if error is None else DeliveryStatus.FAILED,
                 attempts_made=0,
                 send_errors=0,
                 last_error=error,
@@ -124,7 +126,7 @@ def publish_cycle(
                     address=target.delivery_address,
                     recipient_name=target.name[:200],
                     copies=target.copies,
-                    status="queued",
+                    status=DeliveryStatus.QUEUED,
                     attempts_made=0,
                     send_errors=0,
                     created_at=now,
@@ -136,10 +138,10 @@ def publish_cycle(
         open_work_item(session, delivery, "email_failed")
     counts["invalid_addresses"] = len(invalid)
 
-    if cycle.status != "published":
-        cycle.status = "published"
+    if cycle.status != CycleStatus.PUBLISHED:
+        cycle.status = CycleStatus.PUBLISHED
         cycle.published_at = now
-    record_audit(session, actor, "cycle.publish", "cycle", cycle.id, before=before, after={"status": "published"} | counts)
+    record_audit(session, actor, "cycle.publish", "cycle", cycle.id, before=before, after={"status": CycleStatus.PUBLISHED} | counts)
     session.flush()
     return {"cycle_id": cycle.id, "period": cycle.period} | counts
 

@@ -23,7 +23,7 @@ def delivery_counts(session: Session, cycle_id: int) -> dict:
     by_how = dict(
         session.execute(
             select(Delivery.confirmed_by, func.count())
-            .where(Delivery.bill_id.in_(in_cycle), Delivery.channel == "email", Delivery.status == "confirmed")
+            .where(Delivery.bill_id.in_(in_cycle), Delivery.channel == "email", Delivery.status == DeliveryStatus.CONFIRMED)
             .group_by(Delivery.confirmed_by)
         ).all()
     )

@@ -40,6 +40,7 @@ from console.delivery.build_ahead import BuildAhead
 from console.delivery.message import build_message, envelope_sender, message_id_for, new_token, xtext
 from console.delivery.policy import MAX_ATTEMPTS, apply_report, lock_for_write, open_work_item, transition
 from console.models import Bill, Customer, Cycle, Delivery, DeliveryAttempt, ServicePoint
+from console.models.delivery import DeliveryStatus
 from console.smtp import connect
 
 RETRY_BACKOFF = (60, 300, 900, 1800, 3600)  # seconds after a temporary error, then hourly
@@ -215,7 +216,7 @@ class Sender:
                     .where(
                         Delivery.id.in_(ids[start : start + 1000]),
                         Delivery.channel == "email",
-                        Delivery.status == "queued",
+                        Delivery.status == DeliveryStatus.QUEUED,
                         or_(Delivery.claimed_until.is_(None), Delivery.claimed_until <= now),
                     )
                     .values(claimed_until=now + self.lease, claimed_by=self.claim_id)
@@ -236,7 +237,7 @@ class Sender:
         ours = set(
             self.session.execute(
                 update(Delivery)
-                .where(Delivery.id.in_(remaining), Delivery.claimed_by == self.claim_id, Delivery.status == "queued")
+                .where(Delivery.id.in_(remaining), Delivery.claimed_by == self.claim_id, Delivery.status == DeliveryStatus.QUEUED)
                 .values(claimed_until=now + self.lease)
                 .returning(Delivery.id)
                 .execution_options(synchronize_session=False)
@@ -251,7 +252,7 @@ class Sender:
         if ids:
             self.session.execute(
                 update(Delivery)
-                .where(Delivery.id.in_(ids), Delivery.claimed_by == self.claim_id, Delivery.status == "queued")
+                .where(Delivery.id.in_(ids), Delivery.claimed_by == self.claim_id, Delivery.status == DeliveryStatus.QUEUED)
                 .values(claimed_until=None, claimed_by=None)
                 .execution_options(synchronize_session=False)
             )
@@ -293,7 +294,8 @@ class Sender:
                 continue
             if delivery.attempts_made >= MAX_ATTEMPTS:
                 # Cannot happen through the policy; never send a third time.
-                if transition(self.session, delivery, {"status": "queued"}, status="failed", claimed_until=None):
+                if transition(self.session, delivery, {"status": DeliveryStatus.QUEUED}, status=DeliveryStatus.FAILED,
+                              claimed_until=None):
                     open_work_item(self.session, delivery, "email_failed")
                 continue
             number = delivery.attempts_made + 1
@@ -414,7 +416,7 @@ class Sender:
         sent_at = self.now()
         attempts, deliveries = DeliveryAttempt.__table__, Delivery.__table__
         values = {
-            "status": "sent",
+            "status": DeliveryStatus.SENT,
             "confirm_due_at": sent_at + self.config["CONFIRM_AFTER"],
             "claimed_until": None,
             "claimed_by": None,
@@ -423,7 +425,7 @@ class Sender:
         }
         attempt_sent = update(attempts).where(attempts.c.id == attempt.id).values(sent_at=sent_at, smtp_response=reply)
         delivery_sent = update(deliveries).where(
-            deliveries.c.status == "queued", deliveries.c.attempts_made == attempt.attempt_no
+            deliveries.c.status == DeliveryStatus.QUEUED, deliveries.c.attempts_made == attempt.attempt_no
         )
         if self._may_open_connections():
             done = attempt_sent.returning(attempts.c.delivery_id).cte("attempt_sent")

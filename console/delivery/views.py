@@ -14,6 +14,7 @@ from console.delivery.routes import bp
 from console.extensions import db
 from console.inboxes.labels import LABELS as INBOX_LABELS
 from console.models import Cycle, Delivery
+from console.models.billing import CycleStatus
 from console.models.delivery import DELIVERY_STATUSES
 from console.models.mailin import DeliveryEvent
 from console.web.htmx import render_page_or_fragment
@@ -77,7 +78,7 @@ def deliveries():
     except ValueError:
         page = 1
     session = db()
-    cycles = session.scalars(select(Cycle).where(Cycle.status == "published").order_by(Cycle.period.desc()).limit(6)).all()
+    cycles = session.scalars(select(Cycle).where(Cycle.status == CycleStatus.PUBLISHED).order_by(Cycle.period.desc()).limit(6)).all()
     figures = [(cycle, delivery_counts(session, cycle.id)) for cycle in cycles]
     where = (Delivery.channel == "email", Delivery.status == status)
     total = session.scalar(select(func.count(Delivery.id)).where(*where))

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from console.billing import cycles
 from console.delivery.report import delivery_counts, email_funnel
 from console.models import Bill, Customer, Cycle, Recipient, WorkItem
+from console.models.billing import BillStatus, CycleStatus
 from console.paper import batches
 from console.queues import QUEUES
 
@@ -37,7 +38,7 @@ def cycle_progress(session: Session, cycle: Cycle) -> dict | None:
 def funnel(session: Session, cycle_id: int) -> dict[str, int]:
     """Bills generated → published → e-mailed → confirmed (by how) → resent → escalated → printed → dispatched."""
     bills = session.execute(
-        select(func.count(), func.coalesce(func.sum(case((Bill.status == "published", 1), else_=0)), 0)).where(
+        select(func.count(), func.coalesce(func.sum(case((Bill.status == BillStatus.PUBLISHED, 1), else_=0)), 0)).where(
             Bill.cycle_id == cycle_id
         )
     ).one()
@@ -58,7 +59,7 @@ def cycles_overview(session: Session, limit: int = 12) -> list[dict]:
 
 def cycle_card(session: Session, cycle: Cycle) -> dict:
     progress = cycle_progress(session, cycle)
-    running = cycle.status == "running" or bool(
+    running = cycle.status == CycleStatus.RUNNING or bool(
         progress and progress["done"] + progress["failed"] < progress["total"]
     )
     return {"cycle": cycle, "funnel": funnel(session, cycle.id), "progress": progress, "running": running}

@@ -34,6 +34,7 @@ from console.models import (
     UserRole,
     WorkItem,
 )
+from console.models.delivery import WorkItemStatus
 from console.paper.rules import paper_allowed
 
 CALL_OUTCOMES = ("reached", "no_answer", "wrong_number")
@@ -166,7 +167,7 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, int] | None:
 
 def _status_clause(query: InboxQuery, viewer: Viewer):  # noqa: ANN202
     if query.status == "mine":
-        return and_(WorkItem.status == "claimed", WorkItem.claimed_by_id == viewer.user_id)
+        return and_(WorkItem.status == WorkItemStatus.CLAIMED, WorkItem.claimed_by_id == viewer.user_id)
     return WorkItem.status == query.status
 
 
@@ -238,9 +239,9 @@ def counts(session: Session, viewer: Viewer, queue: str) -> dict[str, int]:
     """Open and claimed items of the queue, and those claimed by the viewer (each capped at COUNT_CAP)."""
     base = (visible_clause(viewer, queue), WorkItem.assigned_role == queue)
     return {
-        "open": _capped_count(session, *base, WorkItem.status == "open"),
-        "claimed": _capped_count(session, *base, WorkItem.status == "claimed"),
-        "mine": _capped_count(session, *base, WorkItem.status == "claimed", WorkItem.claimed_by_id == viewer.user_id),
+        "open": _capped_count(session, *base, WorkItem.status == WorkItemStatus.OPEN),
+        "claimed": _capped_count(session, *base, WorkItem.status == WorkItemStatus.CLAIMED),
+        "mine": _capped_count(session, *base, WorkItem.status == WorkItemStatus.CLAIMED, WorkItem.claimed_by_id == viewer.user_id),
         "cap": COUNT_CAP,
     }
 
@@ -252,7 +253,7 @@ def managed_accounts(session: Session, user_id: int) -> list[dict]:
     """The account manager's key accounts with their collective settings and open item counts."""
     open_items = (
         select(WorkItem.customer_id, func.count().label("n"))
-        .where(WorkItem.status.in_(("open", "claimed")), WorkItem.assigned_role == "account_manager")
+        .where(WorkItem.status.in_((WorkItemStatus.OPEN, WorkItemStatus.CLAIMED)), WorkItem.assigned_role == "account_manager")
         .group_by(WorkItem.customer_id)
         .subquery()
     )
@@ -322,7 +323,7 @@ def item_view(session: Session, viewer: Viewer, item_id: int) -> dict:
         "history": history,
         "names": names,
         "reassign_targets": reassign_targets(session, item, customer),
-        "claimed_by_me": item.status == "claimed" and item.claimed_by_id == viewer.user_id,
+        "claimed_by_me": item.status == WorkItemStatus.CLAIMED and item.claimed_by_id == viewer.user_id,
     }
 
 
@@ -351,15 +352,15 @@ def claim(session: Session, viewer: Viewer, item_id: int, actor: Actor) -> WorkI
     """Conditional UPDATE: of two people claiming one item at once, exactly one wins."""
     result = session.execute(
         update(WorkItem)
-        .where(WorkItem.id == item_id, WorkItem.status == "open", visible_clause(viewer))
-        .values(status="claimed", claimed_by_id=viewer.user_id)
+        .where(WorkItem.id == item_id, WorkItem.status == WorkItemStatus.OPEN, visible_clause(viewer))
+        .values(status=WorkItemStatus.CLAIMED, claimed_by_id=viewer.user_id)
         .execution_options(synchronize_session=False)
     )
     item = get_item(session, viewer, item_id, for_update=True)
     if result.rowcount != 1:
-        if item.status == "claimed" and item.claimed_by_id == viewer.user_id:
+        if item.status == WorkItemStatus.CLAIMED and item.claimed_by_id == viewer.user_id:
             return item
-        if item.status == "closed":
+        if item.status == WorkItemStatus.CLOSED:
             raise InboxError(_l("This work item is already closed."))
         raise ItemTaken(_l("Someone else is already working on this item."))
     record_audit(session, actor, "work_item.claim", "work_item", item.id, before={"status": "open"},
@@ -371,8 +372,8 @@ def release(session: Session, viewer: Viewer, item_id: int, actor: Actor) -> Wor
     get_item(session, viewer, item_id)
     result = session.execute(
         update(WorkItem)
-        .where(WorkItem.id == item_id, WorkItem.status == "claimed", WorkItem.claimed_by_id == viewer.user_id)
-        .values(status="open", claimed_by_id=None)
+        .where(WorkItem.id == item_id, WorkItem.status == WorkItemStatus.CLAIMED, WorkItem.claimed_by_id == viewer.user_id)
+        .values(status=WorkItemStatus.OPEN, claimed_by_id=None)
         .execution_options(synchronize_session=False)
     )
     item = get_item(session, viewer, item_id, for_update=True)
@@ -385,18 +386,18 @@ def release(session: Session, viewer: Viewer, item_id: int, actor: Actor) -> Wor
 def _take(session: Session, viewer: Viewer, item_id: int, actor: Actor) -> WorkItem:
     """The item, claimed by the viewer (claiming it now if it is open); refused if another has it."""
     item = get_item(session, viewer, item_id, for_update=True)
-    if item.status == "closed":
+    if item.status == WorkItemStatus.CLOSED:
         raise InboxError(_l("This work item is already closed."))
-    if item.status == "claimed" and item.claimed_by_id != viewer.user_id:
+    if item.status == WorkItemStatus.CLAIMED and item.claimed_by_id != viewer.user_id:
         raise ItemTaken(_l("Someone else is already working on this item."))
-    if item.status == "open":
+    if item.status == WorkItemStatus.OPEN:
         item = claim(session, viewer, item_id, actor)
     return item
 
 
 def _close(session: Session, item: WorkItem, reason: str, actor: Actor, extra: dict | None = None) -> None:
     before = {"status": item.status}
-    item.status = "closed"
+    item.status = WorkItemStatus.CLOSED
     item.closed_at = utcnow()
     item.close_reason = reason
     session.flush()
@@ -494,9 +495,9 @@ def switch_to_paper(
 
 def reassign(session: Session, viewer: Viewer, item_id: int, target: str, actor: Actor) -> WorkItem:
     item = get_item(session, viewer, item_id, for_update=True)
-    if item.status == "closed":
+    if item.status == WorkItemStatus.CLOSED:
         raise InboxError(_l("This work item is already closed."))
-    if item.status == "claimed" and item.claimed_by_id != viewer.user_id and not viewer.is_admin:
+    if item.status == WorkItemStatus.CLAIMED and item.claimed_by_id != viewer.user_id and not viewer.is_admin:
         raise ItemTaken(_l("Someone else is already working on this item."))
     customer = session.get(Customer, item.customer_id)
     allowed = {t["value"]: t for t in reassign_targets(session, item, customer)}
@@ -510,7 +511,7 @@ def reassign(session: Session, viewer: Viewer, item_id: int, target: str, actor:
     else:
         item.assigned_role = chosen["kind"]
         item.assigned_user_id = int(target.split(":", 1)[1])
-    item.status = "open"
+    item.status = WorkItemStatus.OPEN
     item.claimed_by_id = None
     session.flush()
     record_audit(session, actor, "work_item.reassign", "work_item", item.id, before=before,

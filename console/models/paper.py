@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from console.db import Base, Timestamp, utcnow
+from console.db import Base, Timestamp, utcnow, values
 
 # rendering: PDF jobs running; ready: merged PDF to download; printed: the clerk printed it.
-BATCH_STATUSES = ("rendering", "ready", "printed")
+
+
+class BatchStatus(StrEnum):
+    RENDERING = "rendering"
+    READY = "ready"
+    PRINTED = "printed"
+
+
+class PrintItemStatus(StrEnum):
+    WAITING = "waiting"
+    DISPATCHED = "dispatched"
+    DELIVERED = "delivered"
+    RETURNED = "returned"
+
+
+BATCH_STATUSES = values(BatchStatus)
 DISPATCH_METHODS = ("post", "hand")
 # waiting: printed or not yet, not handed over; dispatched: out; delivered / returned: confirmed.
-ITEM_STATUSES = ("waiting", "dispatched", "delivered", "returned")
+ITEM_STATUSES = values(PrintItemStatus)
 
 
 class PrintBatch(Base):

@@ -20,7 +20,8 @@ from console import outbox
 from console.audit import Actor, record_audit
 from console.db import utcnow
 from console.models import Bill, Customer, Cycle, Delivery
-from console.models.paper import PrintBatch, PrintItem
+from console.models.delivery import DeliveryStatus
+from console.models.paper import BatchStatus, PrintBatch, PrintItem, PrintItemStatus
 from console.paper.pdf import bill_pdf, render_pdf_bytes, write_atomically
 from console.paper.rules import paper_allowed, postal_code_of
 
@@ -67,7 +68,7 @@ def gather_batches(
         select(Delivery, Customer, Bill.bill_no)
         .join(Bill, Bill.id == Delivery.bill_id)
         .join(Customer, Customer.id == Delivery.customer_id)
-        .where(Bill.cycle_id == cycle.id, Delivery.channel == "paper", Delivery.status == "queued", ~already)
+        .where(Bill.cycle_id == cycle.id, Delivery.channel == "paper", Delivery.status == DeliveryStatus.QUEUED, ~already)
     ).all()
     result = GatherResult(period=period)
     wanted = []
@@ -84,7 +85,7 @@ def gather_batches(
         batch = PrintBatch(
             cycle_id=cycle.id,
             batch_no=next_no,
-            status="rendering",
+            status=BatchStatus.RENDERING,
             bills_count=len(chunk),
             copies_count=sum(row[4].copies for row in chunk),
             created_by_id=actor.user_id,
@@ -100,7 +101,7 @@ def gather_batches(
                 position=position,
                 postal_code=code,
                 copies=delivery.copies,
-                status="waiting",
+                status=PrintItemStatus.WAITING,
             )
             for position, (code, _address, _no, _id, delivery) in enumerate(chunk, start=1)
         )
@@ -120,7 +121,7 @@ def unfinished_batch_ids(session: Session, period: str) -> list[int]:
     cycle = cycle_by_period(session, period)
     return list(
         session.scalars(
-            select(PrintBatch.id).where(PrintBatch.cycle_id == cycle.id, PrintBatch.status == "rendering")
+            select(PrintBatch.id).where(PrintBatch.cycle_id == cycle.id, PrintBatch.status == BatchStatus.RENDERING)
         )
     )
 
@@ -192,7 +193,7 @@ def assemble_batch(session: Session, batch_id: int, actor: Actor, duplex: bool |
     batch = session.get(PrintBatch, batch_id)
     if batch is None:
         raise PaperError(_l("No such print batch."))
-    if batch.status != "rendering":
+    if batch.status != BatchStatus.RENDERING:
         return batch
     cycle = session.get(Cycle, batch.cycle_id)
     items = list(batch.items)
@@ -235,7 +236,7 @@ def assemble_batch(session: Session, batch_id: int, actor: Actor, duplex: bool |
     write_atomically(Path(current_app.config["INSTANCE_PATH"]) / relpath, out.getvalue())
     batch.pdf_path = relpath
     batch.pages_count = len(writer.pages)
-    batch.status = "ready"
+    batch.status = BatchStatus.READY
     batch.assembled_at = utcnow()
     record_audit(
         session, actor, "paper.batch_assembled", "print_batch", batch.id, after={"pages": batch.pages_count}
@@ -254,11 +255,11 @@ def mark_printed(session: Session, batch_id: int, actor: Actor) -> PrintBatch:
     batch = session.get(PrintBatch, batch_id)
     if batch is None:
         raise PaperError(_l("No such print batch."))
-    if batch.status == "printed":
+    if batch.status == BatchStatus.PRINTED:
         return batch
-    if batch.status != "ready":
+    if batch.status != BatchStatus.READY:
         raise PaperError(_l("The batch is still being rendered."))
-    batch.status = "printed"
+    batch.status = BatchStatus.PRINTED
     batch.printed_at = utcnow()
     batch.printed_by_id = actor.user_id
     record_audit(session, actor, "paper.batch_printed", "print_batch", batch.id, before={"status": "ready"},
@@ -320,7 +321,7 @@ def queue_unfinished_batches(session: Session) -> int:
     """The sweeper's question: every batch still `rendering` gets its render jobs (or, when all its
     bills are rendered, its assembly) asked for again; live jobs are not duplicated."""
     jobs = 0
-    for batch_id in session.scalars(select(PrintBatch.id).where(PrintBatch.status == "rendering")):
+    for batch_id in session.scalars(select(PrintBatch.id).where(PrintBatch.status == BatchStatus.RENDERING)):
         if queue_assembly_when_rendered(session, batch_id):
             jobs += 1
         else:
@@ -343,8 +344,8 @@ def cycle_paper_counts(session: Session, cycle_id: int) -> dict[str, int]:
     post or a deliverer (and perhaps delivered or returned since)."""
     row = session.execute(
         select(
-            func.coalesce(func.sum(case((PrintBatch.status == "printed", 1), else_=0)), 0),
-            func.coalesce(func.sum(case((PrintItem.status.in_(("dispatched", "delivered", "returned")), 1), else_=0)), 0),
+            func.coalesce(func.sum(case((PrintBatch.status == BatchStatus.PRINTED, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((PrintItem.status.in_((PrintItemStatus.DISPATCHED, PrintItemStatus.DELIVERED, PrintItemStatus.RETURNED)), 1), else_=0)), 0),
         )
         .select_from(PrintItem)
         .join(PrintBatch, PrintBatch.id == PrintItem.batch_id)
@@ -352,7 +353,7 @@ def cycle_paper_counts(session: Session, cycle_id: int) -> dict[str, int]:
     ).one()
     deliveries = session.scalar(
         select(func.count()).select_from(Delivery).join(Bill, Bill.id == Delivery.bill_id)
-        .where(Bill.cycle_id == cycle_id, Delivery.channel == "paper", Delivery.status != "cancelled")
+        .where(Bill.cycle_id == cycle_id, Delivery.channel == "paper", Delivery.status != DeliveryStatus.CANCELLED)
     )
     return {"paper_deliveries": deliveries, "printed": int(row[0]), "dispatched": int(row[1])}
 
@@ -362,20 +363,20 @@ def paper_queue(session: Session) -> dict:
     printed bills not yet handed over, and bills out with the post or a deliverer awaiting confirmation."""
     in_batch = select(PrintItem.id).where(PrintItem.delivery_id == Delivery.id).exists()
     to_batch = session.scalar(
-        select(func.count()).select_from(Delivery).where(Delivery.channel == "paper", Delivery.status == "queued",
+        select(func.count()).select_from(Delivery).where(Delivery.channel == "paper", Delivery.status == DeliveryStatus.QUEUED,
                                                          ~in_batch)
     )
     ready = [dict(r._mapping) for r in session.execute(
         select(PrintBatch.id, PrintBatch.batch_no, PrintBatch.bills_count, PrintBatch.copies_count, Cycle.period)
         .join(Cycle, Cycle.id == PrintBatch.cycle_id)
-        .where(PrintBatch.status == "ready")
+        .where(PrintBatch.status == BatchStatus.READY)
         .order_by(PrintBatch.created_at, PrintBatch.id)
         .limit(50)
     )]
     by_status = dict(session.execute(
         select(PrintItem.status, func.count())
         .join(PrintBatch, PrintBatch.id == PrintItem.batch_id)
-        .where(or_(PrintItem.status == "dispatched", and_(PrintItem.status == "waiting", PrintBatch.status == "printed")))
+        .where(or_(PrintItem.status == PrintItemStatus.DISPATCHED, and_(PrintItem.status == PrintItemStatus.WAITING, PrintBatch.status == BatchStatus.PRINTED)))
         .group_by(PrintItem.status)
     ).all())
     return {"to_batch": to_batch, "ready": ready, "to_dispatch": by_status.get("waiting", 0),

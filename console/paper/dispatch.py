@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from console.audit import Actor, record_audit, record_contact
 from console.db import utcnow
 from console.models import Bill, Customer, Cycle, Delivery, WorkItem
-from console.models.paper import PrintBatch, PrintItem
+from console.models.delivery import DeliveryStatus, WorkItemStatus
+from console.models.paper import BatchStatus, PrintBatch, PrintItem, PrintItemStatus
 from console.paper.batches import PaperError
 
 RETURNED_REASON = "post_returned"
@@ -29,19 +30,19 @@ def _item(session: Session, item_id: int) -> PrintItem:
 def _dispatch(session: Session, item: PrintItem, method: str, actor: Actor, tracking_no: str | None,
               deliverer: str | None) -> PrintItem:
     batch = session.get(PrintBatch, item.batch_id)
-    if batch.status != "printed":
+    if batch.status != BatchStatus.PRINTED:
         raise PaperError(_l("Mark the batch printed before dispatching its bills."))
-    if item.status != "waiting":
+    if item.status != PrintItemStatus.WAITING:
         raise PaperError(_l("This bill has already been dispatched."))
     delivery = session.get(Delivery, item.delivery_id)
     bill = session.get(Bill, item.bill_id)
-    item.status = "dispatched"
+    item.status = PrintItemStatus.DISPATCHED
     item.dispatch_method = method
     item.tracking_no = tracking_no
     item.deliverer = deliverer
     item.dispatched_at = utcnow()
     item.dispatched_by_id = actor.user_id
-    delivery.status = "sent"
+    delivery.status = DeliveryStatus.SENT
     delivery.attempts_made = (delivery.attempts_made or 0) + 1
     details = {"method": method, "tracking_no": tracking_no, "deliverer": deliverer, "copies": item.copies,
                "address": delivery.address, "print_item_id": item.id}
@@ -74,7 +75,7 @@ def dispatch_by_hand(session: Session, item_id: int, deliverer: str, actor: Acto
 def dispatch_batch_by_hand(session: Session, batch_id: int, deliverer: str, actor: Actor,
                            postal_code: str | None = None) -> int:
     """Hand every waiting bill of the batch (optionally of one postal code) to one deliverer."""
-    query = select(PrintItem.id).where(PrintItem.batch_id == batch_id, PrintItem.status == "waiting")
+    query = select(PrintItem.id).where(PrintItem.batch_id == batch_id, PrintItem.status == PrintItemStatus.WAITING)
     if postal_code:
         query = query.where(PrintItem.postal_code == postal_code)
     ids = list(session.scalars(query.order_by(PrintItem.position)))
@@ -85,14 +86,14 @@ def dispatch_batch_by_hand(session: Session, batch_id: int, deliverer: str, acto
 
 def confirm_delivered(session: Session, item_id: int, actor: Actor, note: str = "") -> PrintItem:
     item = _item(session, item_id)
-    if item.status != "dispatched":
+    if item.status != PrintItemStatus.DISPATCHED:
         raise PaperError(_l("Only a dispatched bill can be confirmed."))
     delivery = session.get(Delivery, item.delivery_id)
     now = utcnow()
-    item.status = "delivered"
+    item.status = PrintItemStatus.DELIVERED
     item.outcome_at = now
     item.outcome_note = note.strip() or None
-    delivery.status = "confirmed"
+    delivery.status = DeliveryStatus.CONFIRMED
     delivery.confirmed_at = now
     delivery.confirmed_by = item.dispatch_method  # post / hand
     bill = session.get(Bill, item.bill_id)
@@ -116,13 +117,13 @@ def record_returned(session: Session, item_id: int, actor: Actor, note: str = ""
     existing = session.scalar(
         select(WorkItem).where(WorkItem.delivery_id == delivery.id, WorkItem.reason == RETURNED_REASON)
     )
-    if item.status == "returned" and existing is not None:
+    if item.status == PrintItemStatus.RETURNED and existing is not None:
         return existing
     now = utcnow()
-    item.status = "returned"
+    item.status = PrintItemStatus.RETURNED
     item.outcome_at = now
     item.outcome_note = note.strip() or None
-    delivery.status = "failed"
+    delivery.status = DeliveryStatus.FAILED
     record_contact(session, customer.id, "paper",
                    f"Paper bill {bill.bill_no} returned undelivered from {delivery.address}", actor,
                    bill_id=bill.id,
@@ -139,7 +140,7 @@ def record_returned(session: Session, item_id: int, actor: Actor, note: str = ""
             reason=RETURNED_REASON,
             assigned_role="account_manager" if key else "phone_rep",
             assigned_user_id=customer.account_manager_id if key else None,
-            status="open",
+            status=WorkItemStatus.OPEN,
             summary=f"Paper bill {bill.bill_no} returned from {delivery.address}: call and correct the address",
             details={"method": item.dispatch_method, "tracking_no": item.tracking_no, "deliverer": item.deliverer,
                      "note": item.outcome_note, "address": delivery.address, "copies": item.copies},
@@ -167,7 +168,7 @@ def run_sheet(session: Session, deliverer: str, period: str | None = None) -> li
         .join(Customer, Customer.id == PrintItem.customer_id)
         .join(PrintBatch, PrintBatch.id == PrintItem.batch_id)
         .where(PrintItem.dispatch_method == "hand", PrintItem.deliverer == deliverer,
-               PrintItem.status == "dispatched")
+               PrintItem.status == PrintItemStatus.DISPATCHED)
         .order_by(PrintItem.postal_code, Delivery.address, PrintItem.id)
     )
     if period:
@@ -177,6 +178,6 @@ def run_sheet(session: Session, deliverer: str, period: str | None = None) -> li
 
 def deliverers(session: Session) -> list[str]:
     return list(session.scalars(
-        select(PrintItem.deliverer).where(PrintItem.dispatch_method == "hand", PrintItem.status == "dispatched")
+        select(PrintItem.deliverer).where(PrintItem.dispatch_method == "hand", PrintItem.status == PrintItemStatus.DISPATCHED)
         .distinct().order_by(PrintItem.deliverer)
     ))

@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 from console.audit import Actor
 from console.extensions import db
 from console.models import Bill, Customer, Cycle, Delivery
-from console.models.paper import PrintBatch, PrintItem
+from console.models.delivery import DeliveryStatus
+from console.models.paper import BatchStatus, PrintBatch, PrintItem
 from console.paper import batches, dispatch
 from console.paper.batches import PaperError
 from console.web.auth import guard_blueprint
@@ -49,7 +50,7 @@ def index():
         session.execute(
             select(Bill.cycle_id, func.count(Delivery.id))
             .join(Bill, Bill.id == Delivery.bill_id)
-            .where(Delivery.channel == "paper", Delivery.status == "queued",
+            .where(Delivery.channel == "paper", Delivery.status == DeliveryStatus.QUEUED,
                    ~select(PrintItem.id).where(PrintItem.delivery_id == Delivery.id).exists())
             .group_by(Bill.cycle_id)
         ).all()
@@ -67,7 +68,7 @@ def _cycle_context(period: str, error: str | None = None) -> dict:
         "cycle": cycle,
         "batches": rows,
         "progress": progress,
-        "running": any(b.status == "rendering" for b in rows),
+        "running": any(b.status == BatchStatus.RENDERING for b in rows),
         "error": error,
         "default_size": batches.default_batch_size(),
     }

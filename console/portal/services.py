@@ -25,6 +25,7 @@ from console.audit import Actor, record_audit, record_contact
 from console.customers.services import mask_id_number
 from console.db import utcnow
 from console.models import Bill, Customer, Cycle
+from console.models.billing import BillStatus
 from console.models.portal import BillOpen, BillRegistrationCode, PortalCode, WebAccount
 from console.passwords import DUMMY_HASH, hash_password, password_problem, verify_password
 
@@ -416,7 +417,7 @@ def published_bills(session: Session, customer_id: int, limit: int, offset: int 
             Cycle.period,
         )
         .join(Cycle, Cycle.id == Bill.cycle_id)
-        .where(Bill.customer_id == customer_id, Bill.status == "published")
+        .where(Bill.customer_id == customer_id, Bill.status == BillStatus.PUBLISHED)
         .order_by(Bill.cycle_id.desc(), Bill.id.desc())
         .limit(limit)
         .offset(offset)
@@ -426,7 +427,7 @@ def published_bills(session: Session, customer_id: int, limit: int, offset: int 
 def bill_for(session: Session, customer_id: int, bill_id: int) -> Bill | None:
     """The bill if it is this customer's and published; None otherwise (the route answers 404)."""
     return session.scalar(
-        select(Bill).where(Bill.id == bill_id, Bill.customer_id == customer_id, Bill.status == "published")
+        select(Bill).where(Bill.id == bill_id, Bill.customer_id == customer_id, Bill.status == BillStatus.PUBLISHED)
     )
 
 
