@@ -140,6 +140,6 @@ def _send_request_id(response):  # noqa: ANN001, ANN202
 
 
 def init_app(app: Flask) -> None:
-    configure(app.config.get("LOG_FORMAT", "text"), app.config.get("LOG_LEVEL", "INFO"))
+    configure(app.config["LOG_FORMAT"], app.config["LOG_LEVEL"])
     app.before_request(_assign_request_id)
     app.after_request(_send_request_id)

@@ -41,7 +41,7 @@ def _too_large(_error):  # noqa: ANN001, ANN202
     """An upload over its limit (IMPORT_MAX_BYTES): a message in the user's language, not a bare 413."""
     from flask import current_app, render_template
 
-    limit_mb = max(1, round(current_app.config.get("IMPORT_MAX_BYTES", 0) / (1024 * 1024)))
+    limit_mb = max(1, round(current_app.config["IMPORT_MAX_BYTES"] / (1024 * 1024)))
     if request.headers.get("HX-Request") == "true":
         response = current_app.make_response((render_template("web/_too_large.html", limit_mb=limit_mb), 413))
         response.headers["HX-Retarget"] = "#session-notice"
