@@ -88,15 +88,15 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def _wait_until_serving(base: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+def _wait_until_serving(base: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError("gunicorn exited early")
         try:
-            urllib.request.urlopen(base + "/login", timeout=2).close()
+            urllib.request.urlopen(base + "/login", timeout=10).close()
             return
-        except (urllib.error.URLError, ConnectionError):
+        except OSError:  # refused while binding, or timed out while the workers load the app
             time.sleep(0.2)
     raise AssertionError("gunicorn did not start")
 
