@@ -25,16 +25,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parseaddr
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from console.db import utcnow
-from console.delivery import reports
-from console.models import Delivery, DeliveryAttempt
+from console.delivery import policy, reports
+from console.delivery.policy import (
+    AttemptRow,
+    apply_report_row,
+    attempt_rows,
+    record_auto_reply,
+    record_complaint,
+)
+from console.models import DeliveryAttempt
 from console.models.mailin import InboundMessage, InboundReportRecipient
 
 CONFIRMING_ACTIONS = ("delivered", "relayed", "expanded")
-KEEP_BYTES = 2 * 1024 * 1024  # raw bytes kept per message (MAILIN_KEEP_BYTES)
+KEEP_BYTES = 2 * 1024 * 1024
+INBOUND = InboundMessage.__table__
+INBOUND_RECIPIENTS = InboundReportRecipient.__table__  # raw bytes kept per message (MAILIN_KEEP_BYTES)
 
 
 @dataclass
@@ -65,16 +74,16 @@ def verp_tokens(rcpt_tos: list[str], bounce_domain: str | None = None) -> list[s
     return tokens
 
 
-def _attempts_by(session: Session, column, values: list[str]) -> list[DeliveryAttempt]:  # noqa: ANN001
+def _attempts_by(session: Session, column, values: list[str]) -> list[AttemptRow]:  # noqa: ANN001
+    """Attempts (with their delivery's columns) by token, ENVID or Message-ID: one SELECT."""
     values = [v for v in values if v]
     if not values:
         return []
-    return list(session.scalars(select(DeliveryAttempt).where(column.in_(values))))
+    return attempt_rows(session, policy.ATTEMPTS.c[column.key].in_(values))
 
 
-def _address_of(session: Session, attempt: DeliveryAttempt) -> str:
-    delivery = session.get(Delivery, attempt.delivery_id)
-    return mailbox(delivery.address if delivery else "")
+def _address_of(attempt: AttemptRow) -> str:
+    return mailbox(attempt.address)
 
 
 def mailbox(address: str | None) -> str:
@@ -105,15 +114,15 @@ def match_block(
     session: Session,
     block: reports.RecipientBlock,
     parsed: reports.ParsedMessage,
-    token_attempts: list[DeliveryAttempt],
-) -> tuple[DeliveryAttempt | None, str | None]:
+    token_attempts: list[AttemptRow],
+) -> tuple[AttemptRow | None, str | None]:
     """The attempt a recipient block reports on, and how it was found."""
     addresses = _named(block)
 
-    def pick(candidates: list[DeliveryAttempt]) -> DeliveryAttempt | None:
+    def pick(candidates: list[AttemptRow]) -> AttemptRow | None:
         if len(candidates) == 1:
             return candidates[0]
-        by_address = [a for a in candidates if _address_of(session, a) in addresses]
+        by_address = [a for a in candidates if _address_of(a) in addresses]
         return by_address[0] if len(by_address) == 1 else None
 
     found = pick(token_attempts)
@@ -170,10 +179,10 @@ def process_inbound(
 
     parsed = reports.parse_message(raw, mail_from, bounce_domain)
     classification, reason = parsed.kind, parsed.reason
-    rows: list[InboundReportRecipient] = []
-    to_apply: list[tuple[DeliveryAttempt, reports.RecipientBlock, str | None]] = []
+    rows: list[dict] = []
+    to_apply: list[tuple[AttemptRow, reports.RecipientBlock, str | None]] = []
     unmatched = mismatched = 0
-    noticed: DeliveryAttempt | None = None  # the attempt an auto-reply or complaint is about
+    noticed: AttemptRow | None = None  # the attempt an auto-reply or complaint is about
     if parsed.kind in ("auto_reply", "complaint"):
         token_attempts = _attempts_by(session, DeliveryAttempt.token, verp_tokens(rcpt_tos, bounce_domain))
         noticed, _ = match_block(session, reports.RecipientBlock(), parsed, token_attempts[:1])
@@ -191,7 +200,7 @@ def process_inbound(
             elif block.action is None:
                 note = "no valid Action"
             else:
-                ours = _address_of(session, attempt)
+                ours = _address_of(attempt)
                 named = _named(block)
                 if ours not in named and named:
                     other = sorted(named)[0] if block.final_recipient is None else mailbox(block.final_recipient)
@@ -202,20 +211,20 @@ def process_inbound(
                     to_apply.append((attempt, block, other))
             unmatched += note is not None
             rows.append(
-                InboundReportRecipient(
-                    position=position,
-                    final_recipient=block.final_recipient,
-                    original_recipient=block.original_recipient,
-                    action=block.action or (block.raw_action or None) and block.raw_action[:16],
-                    status=block.status,
-                    diagnostic=block.diagnostic,
-                    remote_mta=block.remote_mta,
-                    attempt_id=attempt.id if attempt else None,
-                    matched_by=how,
-                    evidence=block.source,
-                    applied=note is None,
-                    note=note if note or not other else f"about another address: {other}"[:300],
-                )
+                {
+                    "position": position,
+                    "final_recipient": block.final_recipient,
+                    "original_recipient": block.original_recipient,
+                    "action": block.action or (block.raw_action or None) and block.raw_action[:16],
+                    "status": block.status,
+                    "diagnostic": block.diagnostic,
+                    "remote_mta": block.remote_mta,
+                    "attempt_id": attempt.id if attempt else None,
+                    "matched_by": how,
+                    "evidence": block.source,
+                    "applied": note is None,
+                    "note": note if note or not other else f"about another address: {other}"[:300],
+                }
             )
         if not to_apply:
             classification = "unmatched"
@@ -226,40 +235,42 @@ def process_inbound(
 
     quarantined = (classification in ("unmatched", "malformed") or unmatched > 0
                    or (classification == "complaint" and noticed is None))
-    message = InboundMessage(
-        sha256=digest,
-        source=source[:8],
-        mail_from=_clean(mail_from),
-        rcpt_tos=[_clean(r) for r in (rcpt_tos or [])[:100]],
-        received_at=received_at,
-        size=len(raw),
-        raw=raw[:keep_bytes],
-        truncated=len(raw) > keep_bytes,
-        subject=parsed.subject,
-        from_header=parsed.from_header,
-        message_id=parsed.message_id,
-        classification=classification,
-        reason=reason,
-        quarantined=quarantined,
-        recipients=rows,
-    )
     # Two connections storing the same message at the same instant: the unique sha256 makes the
-    # second flush (or commit) fail; the receiver answers 451 and the retry finds the first copy.
-    session.add(message)
-    session.flush()
-
-    from console.delivery.policy import apply_report, record_auto_reply, record_complaint
+    # second INSERT (or commit) fail; the receiver answers 451 and the retry finds the first copy.
+    # Core statements: the hot path of every report (console.delivery.policy's module notes).
+    connection = session.connection()
+    message_id = connection.execute(
+        insert(INBOUND).values(
+            sha256=digest,
+            source=source[:8],
+            mail_from=_clean(mail_from),
+            rcpt_tos=[_clean(r) for r in (rcpt_tos or [])[:100]],
+            received_at=received_at,
+            size=len(raw),
+            raw=raw[:keep_bytes],
+            truncated=len(raw) > keep_bytes,
+            subject=parsed.subject,
+            from_header=parsed.from_header,
+            message_id=parsed.message_id,
+            classification=classification,
+            reason=reason,
+            quarantined=quarantined,
+        ).returning(INBOUND.c.id)
+    ).scalar_one()
+    if rows:
+        connection.execute(insert(INBOUND_RECIPIENTS), [dict(row, inbound_id=message_id) for row in rows])
 
     for attempt, block, other in to_apply:
-        apply_report(session, attempt, block.action, block.status, block.diagnostic, received_at, block.remote_mta,
-                     evidence=block.source, other_address=other, key_sentence=block.key_sentence,
-                     inbound_id=message.id)
+        apply_report_row(session, attempt, block.action, block.status, block.diagnostic, received_at,
+                         block.remote_mta, evidence=block.source, other_address=other,
+                         key_sentence=block.key_sentence, inbound_id=message_id)
     if noticed is not None and parsed.kind == "auto_reply":
         record_auto_reply(session, noticed, received_at, parsed.auto_kind, parsed.subject, parsed.key_sentence,
-                          inbound_id=message.id)
+                          inbound_id=message_id)
     elif noticed is not None and parsed.kind == "complaint":
-        record_complaint(session, noticed, received_at, parsed.feedback, inbound_id=message.id)
-    result = IntakeResult(message.id, classification, reason, quarantined=quarantined, unmatched_blocks=unmatched)
+        record_complaint(session, noticed, received_at, parsed.feedback, inbound_id=message_id)
+    session.flush()
+    result = IntakeResult(message_id, classification, reason, quarantined=quarantined, unmatched_blocks=unmatched)
     result.applied = [(attempt.id, block.action) for attempt, block, _ in to_apply]
     result.noticed = noticed.id if noticed is not None else None
     return result

@@ -22,22 +22,41 @@ Written down for people in docs/delivery.md. In short:
 Every state change of a delivery is a conditional UPDATE (WHERE status/attempts_made = what we
 read), so two processes acting on the same delivery at once (the receiver and the sweeper, two
 sweepers) change it once. Services here flush, never commit.
+
+The intake's hot path is Core statements over an `AttemptRow` (the attempt and its delivery read in
+one SELECT): a report costs one UPDATE of the attempt, one conditional UPDATE of the delivery and,
+for a confirmation, the contact record and one UPDATE closing open work items; a work item is one
+INSERT … ON CONFLICT DO NOTHING. The ORM-shaped functions (`apply_report(session, attempt, …)`,
+`confirm(session, delivery, …)`, `open_work_item(session, delivery, …)`) used by the sender, the
+sweeper and the portal are thin wrappers over the same code: one policy, two calling conventions.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import case, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from console.audit import Actor, record_contact
+from console.db import utcnow
 from console.delivery.status_text import meaning_pair
 from console.models import Customer, Delivery, DeliveryAttempt, WorkItem
+from console.models.customers import ContactRecord
 from console.models.mailin import DeliveryEvent
+
+# The tables of the hot path, for Core statements on the session's connection (no ORM compile or
+# unit-of-work step per statement).
+ATTEMPTS = DeliveryAttempt.__table__
+DELIVERIES = Delivery.__table__
+WORK_ITEMS = WorkItem.__table__
+CONTACTS = ContactRecord.__table__
+CUSTOMERS = Customer.__table__
 
 MAX_ATTEMPTS = 2  # the first sending and one resend
 ACTIONS = ("delivered", "relayed", "delayed", "failed", "expanded", "refused")
@@ -92,8 +111,70 @@ def transition(session: Session, delivery: Delivery, expect: dict[str, Any], **v
     return True
 
 
+@dataclass
+class AttemptRow:
+    """An attempt and the columns of its delivery the policy reads, from one SELECT."""
+
+    id: int
+    delivery_id: int
+    attempt_no: int
+    message_id: str
+    outcome: str | None
+    address: str
+    status: str
+    confirmed_by: str | None
+    attempts_made: int
+    customer_id: int
+    bill_id: int
+    recipient_id: int | None
+    recipient_name: str
+    last_error: str | None = None
+    manager_id: int | None = None  # the account manager of a key account (who gets its work items)
+    reports: list = field(default_factory=list)
+
+
+ATTEMPT_ROW_COLUMNS = (
+    ATTEMPTS.c.id, ATTEMPTS.c.delivery_id, ATTEMPTS.c.attempt_no, ATTEMPTS.c.message_id, ATTEMPTS.c.outcome,
+    DELIVERIES.c.address, DELIVERIES.c.status, DELIVERIES.c.confirmed_by, DELIVERIES.c.attempts_made,
+    DELIVERIES.c.customer_id, DELIVERIES.c.bill_id, DELIVERIES.c.recipient_id, DELIVERIES.c.recipient_name,
+    DELIVERIES.c.last_error,
+    case((CUSTOMERS.c.key_account.is_(True), CUSTOMERS.c.account_manager_id), else_=None), ATTEMPTS.c.reports,
+)
+
+
+def attempt_rows(session: Session, *where: Any) -> list[AttemptRow]:
+    """Attempts (with their delivery's columns) matching `where` (on `ATTEMPTS.c`), in one statement."""
+    rows = session.connection().execute(
+        select(*ATTEMPT_ROW_COLUMNS)
+        .join(DELIVERIES, DELIVERIES.c.id == ATTEMPTS.c.delivery_id)
+        .join(CUSTOMERS, CUSTOMERS.c.id == DELIVERIES.c.customer_id)
+        .where(*where)
+    ).all()
+    return [AttemptRow(*row[:-1], reports=list(row[-1] or [])) for row in rows]
+
+
+def _row_of(session: Session, attempt: DeliveryAttempt) -> AttemptRow:
+    session.flush()  # the caller's pending changes first: the Core statements below read the rows
+    return attempt_rows(session, ATTEMPTS.c.id == attempt.id)[0]
+
+
+def _set_delivery(session: Session, row: AttemptRow, expect: dict[str, Any], **values: Any) -> bool:
+    """Conditional UPDATE of the row's delivery (WHERE its columns still hold `expect`)."""
+    where = [DELIVERIES.c.id == row.delivery_id]
+    for column, value in expect.items():
+        attr = DELIVERIES.c[column]
+        where.append(attr.in_(value) if isinstance(value, tuple | list | set) else attr == value)
+    if session.connection().execute(update(DELIVERIES).where(*where).values(**values)).rowcount != 1:
+        return False
+    for column, value in values.items():
+        if hasattr(row, column):
+            setattr(row, column, value)
+    return True
+
+
 def _record_on_attempt(
-    attempt: DeliveryAttempt,
+    session: Session,
+    row: AttemptRow,
     action: str,
     status: str | None,
     diagnostic: str | None,
@@ -102,6 +183,8 @@ def _record_on_attempt(
     extra: dict | None = None,
     outcome: bool = True,
 ) -> None:
+    """Append the report to the attempt's `reports` and, unless told not to, make it the outcome.
+    One UPDATE."""
     entry = {
         "action": action,
         "status": status,
@@ -110,20 +193,47 @@ def _record_on_attempt(
         "remote_mta": remote_mta,
     }
     entry.update({k: v for k, v in (extra or {}).items() if v})
-    attempt.reports = [*(attempt.reports or []), entry]
+    row.reports = [*row.reports, entry]
+    values: dict[str, Any] = {"reports": row.reports}
     # A late `delayed` never overwrites a final outcome (reports can arrive out of order).
-    if not outcome or action == "delayed" and attempt.outcome in FINAL_OUTCOMES:
-        return
-    attempt.outcome = action
-    attempt.status_code = (status or None) and status[:16]
-    attempt.diagnostic = diagnostic
-    attempt.reported_at = reported_at
-    attempt.remote_mta = remote_mta and remote_mta[:200]
+    if outcome and not (action == "delayed" and row.outcome in FINAL_OUTCOMES):
+        values.update(
+            outcome=action,
+            status_code=(status or None) and status[:16],
+            diagnostic=diagnostic,
+            reported_at=reported_at,
+            remote_mta=remote_mta and remote_mta[:200],
+        )
+        row.outcome = action
+    session.connection().execute(update(ATTEMPTS).where(ATTEMPTS.c.id == row.id).values(**values))
+
+
+def _expire(session: Session, *objects: Any) -> None:
+    """ORM objects the Core statements changed: read afresh on next use."""
+    for obj in objects:
+        if obj is not None and obj in session:
+            session.expire(obj)
 
 
 def apply_report(
     session: Session,
     attempt: DeliveryAttempt,
+    action: str,
+    status: str | None,
+    diagnostic: str | None,
+    reported_at: datetime,
+    remote_mta: str | None = None,
+    **kwargs: Any,
+) -> None:
+    """`apply_report_row` for an ORM attempt (the sender's `refused`, tests)."""
+    row = _row_of(session, attempt)
+    apply_report_row(session, row, action, status, diagnostic, reported_at, remote_mta, **kwargs)
+    _expire(session, attempt, session.identity_map.get(session.identity_key(Delivery, row.delivery_id)))
+
+
+def apply_report_row(
+    session: Session,
+    row: AttemptRow,
     action: str,
     status: str | None,
     diagnostic: str | None,
@@ -149,79 +259,67 @@ def apply_report(
     confirming = action in CONFIRMING and evidence == "rfc3464"
     extra = {"evidence": evidence if evidence != "rfc3464" else None, "other_address": other_address,
              "key_sentence": key_sentence}
-    _record_on_attempt(attempt, action, status, diagnostic, reported_at, remote_mta, extra,
+    _record_on_attempt(session, row, action, status, diagnostic, reported_at, remote_mta, extra,
                        outcome=action not in CONFIRMING or confirming)
-    session.flush()
-    delivery = session.get(Delivery, attempt.delivery_id, populate_existing=True)  # always read afresh
     if confirming:
-        confirm(session, delivery, CONFIRMING[action], reported_at, attempt)
+        confirm_row(session, row, CONFIRMING[action], reported_at)
         return
     if action not in ("failed", "refused"):
         return  # delayed (the wait goes on), unknown actions, confirmations read from text
-    latest = delivery.attempts_made
-    if attempt.attempt_no != latest:
+    latest = row.attempts_made
+    if row.attempt_no != latest:
         return  # a failure of an earlier attempt while a later one is out: the later one decides
     failure = {"status": status, "key_sentence": key_sentence, "evidence": evidence, "other_address": other_address}
-    if delivery.status == "confirmed" and delivery.confirmed_by in REOPENABLE:
-        _reopen(session, delivery, attempt, reported_at, failure, inbound_id)
+    if row.status == "confirmed" and row.confirmed_by in REOPENABLE:
+        _reopen(session, row, reported_at, failure, inbound_id)
         return
-    if delivery.status in SETTLED:
-        return
-    if delivery.status == "failed":
-        return  # already escalated
+    if row.status in SETTLED or row.status == "failed":
+        return  # settled, or already escalated
     temporary = action == "failed" and not is_permanent(status)
     if temporary and latest < MAX_ATTEMPTS:
         # Resend once: back to the queue; the sender makes attempt 2 (new token and Message-ID).
-        transition(
-            session,
-            delivery,
-            {"status": ("sent", "queued"), "attempts_made": latest},
-            status="queued",
-            confirm_due_at=None,
-            claimed_until=None,
-            enqueued_at=None,
+        _set_delivery(
+            session, row, {"status": ("sent", "queued"), "attempts_made": latest},
+            status="queued", confirm_due_at=None, claimed_until=None, enqueued_at=None,
         )
         return
-    if transition(
-        session, delivery, {"status": ("sent", "queued"), "attempts_made": latest}, status="failed",
+    if _set_delivery(
+        session, row, {"status": ("sent", "queued"), "attempts_made": latest}, status="failed",
         confirm_due_at=None, claimed_until=None,
     ):
-        open_work_item(session, delivery, "email_failed", failure)
+        open_work_item_row(session, row, "email_failed", failure)
 
 
-def _reopen(session: Session, delivery: Delivery, attempt: DeliveryAttempt, at: datetime, failure: dict,
-            inbound_id: int | None) -> None:
+def _reopen(session: Session, row: AttemptRow, at: datetime, failure: dict, inbound_id: int | None) -> None:
     """A delivery confirmed by `relayed`/`expanded` bounced later: failed, a contact record, a work item."""
-    was = delivery.confirmed_by
-    if not transition(
-        session, delivery,
-        {"status": "confirmed", "confirmed_by": was, "attempts_made": delivery.attempts_made},
+    was = row.confirmed_by
+    if not _set_delivery(
+        session, row, {"status": "confirmed", "confirmed_by": was, "attempts_made": row.attempts_made},
         status="failed", confirmed_at=None, confirmed_by=None, confirm_due_at=None, claimed_until=None,
     ):
         return
-    session.add(DeliveryEvent(delivery_id=delivery.id, attempt_id=attempt.id, inbound_id=inbound_id,
+    session.add(DeliveryEvent(delivery_id=row.delivery_id, attempt_id=row.id, inbound_id=inbound_id,
                               kind="reopened", code=was, details={"status": failure.get("status")}, occurred_at=at))
     record_contact(
-        session, delivery.customer_id, "email",
+        session, row.customer_id, "email",
         f"电子账单曾由客户邮件系统接收（{was}），后被退回 / E-mail bill accepted by the customer's mail "
         f"system ({was}) bounced later",
-        Actor.system(), bill_id=delivery.bill_id,
-        details={"delivery_id": delivery.id, "address": delivery.address, "reopened_from": was,
-                 "message_id": attempt.message_id, "attempt_no": attempt.attempt_no, "at": at.isoformat(),
+        Actor.system(), bill_id=row.bill_id,
+        details={"delivery_id": row.delivery_id, "address": row.address, "reopened_from": was,
+                 "message_id": row.message_id, "attempt_no": row.attempt_no, "at": at.isoformat(),
                  "status": failure.get("status")},
     )
-    open_work_item(session, delivery, "email_failed", dict(failure, reopened_from=was))
+    open_work_item_row(session, row, "email_failed", dict(failure, reopened_from=was))
 
 
-def record_auto_reply(session: Session, attempt: DeliveryAttempt, at: datetime, kind: str | None,
+def record_auto_reply(session: Session, row: AttemptRow, at: datetime, kind: str | None,
                       subject: str | None, sentence: str | None, inbound_id: int | None = None) -> None:
     """A token-matched auto-reply: no delivery state changes. Recorded on the attempt, as a delivery
     event and in the contact history; `abandoned` ("this mailbox is no longer in use") also opens a
     low-priority item to confirm the address."""
-    _record_on_attempt(attempt, "auto_reply", None, sentence or subject, at, None,
+    _record_on_attempt(session, row, "auto_reply", None, sentence or subject, at, None,
                        {"kind": kind, "subject": subject}, outcome=False)
-    delivery = session.get(Delivery, attempt.delivery_id)
-    session.add(DeliveryEvent(delivery_id=delivery.id, attempt_id=attempt.id, inbound_id=inbound_id,
+    session.add(DeliveryEvent(delivery_id=row.delivery_id, attempt_id=row.id, inbound_id=inbound_id,
                               kind="auto_reply", code=kind, details={"subject": subject, "sentence": sentence},
                               occurred_at=at))
     if kind == "abandoned":
@@ -230,39 +328,39 @@ def record_auto_reply(session: Session, attempt: DeliveryAttempt, at: datetime, 
         summary = "自动回复：需要人工验证（挑战-应答） / Auto-reply: challenge-response verification asked"
     else:
         summary = "收到自动回复（如休假） / Auto-reply received (e.g. vacation)"
+    said = sentence or subject
     record_contact(
-        session, delivery.customer_id, "email", summary + (f": {(sentence or subject)[:200]}" if sentence or subject else ""),
-        Actor.system(), bill_id=delivery.bill_id,
-        details={"delivery_id": delivery.id, "address": delivery.address, "auto_reply": kind or "auto_reply",
-                 "subject": subject, "message_id": attempt.message_id, "at": at.isoformat()},
+        session, row.customer_id, "email", summary + (f": {said[:200]}" if said else ""),
+        Actor.system(), bill_id=row.bill_id,
+        details={"delivery_id": row.delivery_id, "address": row.address, "auto_reply": kind or "auto_reply",
+                 "subject": subject, "message_id": row.message_id, "at": at.isoformat()},
     )
     if kind == "abandoned":
-        open_work_item(session, delivery, ADDRESS_CHECK, {"key_sentence": sentence, "priority": "low"})
+        open_work_item_row(session, row, ADDRESS_CHECK, {"key_sentence": sentence, "priority": "low"})
     session.flush()
 
 
-def record_complaint(session: Session, attempt: DeliveryAttempt, at: datetime, feedback: dict[str, str],
+def record_complaint(session: Session, row: AttemptRow, at: datetime, feedback: dict[str, str],
                      inbound_id: int | None = None) -> None:
     """An ARF feedback report (the bill was marked as spam): recorded on the delivery and in the
     customer's contact history, and the customer's e-mail channel flagged for review. No state change."""
     kind = (feedback.get("feedback-type") or "abuse")[:32]
-    _record_on_attempt(attempt, "complaint", None, kind, at, None,
+    _record_on_attempt(session, row, "complaint", None, kind, at, None,
                        {"user_agent": feedback.get("user-agent")}, outcome=False)
-    delivery = session.get(Delivery, attempt.delivery_id)
-    session.add(DeliveryEvent(delivery_id=delivery.id, attempt_id=attempt.id, inbound_id=inbound_id,
+    session.add(DeliveryEvent(delivery_id=row.delivery_id, attempt_id=row.id, inbound_id=inbound_id,
                               kind="complaint", code=kind,
                               details={k: feedback[k] for k in ("feedback-type", "user-agent", "source-ip",
                                                                 "original-rcpt-to", "arrival-date") if k in feedback},
                               occurred_at=at))
     record_contact(
-        session, delivery.customer_id, "email",
+        session, row.customer_id, "email",
         f"客户将电子账单标记为垃圾邮件（投诉：{kind}） / Customer reported the bill e-mail as spam ({kind})",
-        Actor.system(), bill_id=delivery.bill_id,
-        details={"delivery_id": delivery.id, "address": delivery.address, "complaint": kind,
-                 "message_id": attempt.message_id, "at": at.isoformat()},
+        Actor.system(), bill_id=row.bill_id,
+        details={"delivery_id": row.delivery_id, "address": row.address, "complaint": kind,
+                 "message_id": row.message_id, "at": at.isoformat()},
     )
     session.execute(
-        update(Customer).where(Customer.id == delivery.customer_id, Customer.email_review.is_(None))
+        update(Customer).where(Customer.id == row.customer_id, Customer.email_review.is_(None))
         .values(email_review="complaint", email_review_at=at).execution_options(synchronize_session=False)
     )
     session.flush()
@@ -271,47 +369,67 @@ def record_complaint(session: Session, attempt: DeliveryAttempt, at: datetime, f
 def confirm(
     session: Session, delivery: Delivery, how: str, at: datetime, attempt: DeliveryAttempt | None = None
 ) -> bool:
-    """Confirm a delivery once, and write the contact record. False if it was already settled."""
-    if not transition(
-        session,
-        delivery,
-        {"status": ("queued", "sent", "failed")},
-        status="confirmed",
-        confirmed_at=at,
-        confirmed_by=how,
-        confirm_due_at=None,
-        claimed_until=None,
-    ):
-        return False
+    """`confirm_row` for an ORM delivery (the portal, tests). False if it was already settled."""
     if attempt is None:
         attempt = _latest_sent_attempt(session, delivery)
-    record_contact(
+    if attempt is None:
+        session.flush()
+        row = AttemptRow(0, delivery.id, 0, None, None, delivery.address, delivery.status, delivery.confirmed_by,
+                         delivery.attempts_made, delivery.customer_id, delivery.bill_id, delivery.recipient_id,
+                         delivery.recipient_name)
+    else:
+        row = _row_of(session, attempt)
+    done = confirm_row(session, row, how, at, with_attempt=attempt is not None)
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, WorkItem) and obj.delivery_id == delivery.id:
+            session.expire(obj)
+    if done:
+        for column in ("status", "confirmed_at", "confirmed_by", "confirm_due_at", "claimed_until"):
+            set_committed_value(delivery, column, {"status": "confirmed", "confirmed_at": at, "confirmed_by": how}
+                                .get(column))
+    else:
+        session.refresh(delivery)
+    return done
+
+
+def confirm_row(session: Session, row: AttemptRow, how: str, at: datetime, *, with_attempt: bool = True) -> bool:
+    """Confirm a delivery once (conditional UPDATE), write the contact record and close the open
+    work items (one UPDATE). False if it was already settled."""
+    if not _set_delivery(
+        session, row, {"status": ("queued", "sent", "failed")},
+        status="confirmed", confirmed_at=at, confirmed_by=how, confirm_due_at=None, claimed_until=None,
+    ):
+        return False
+    _contact(
         session,
-        delivery.customer_id,
-        "email",
+        row,
         CONFIRM_SUMMARY.get(how, how),
-        Actor.system(),
-        bill_id=delivery.bill_id,
-        details={
-            "delivery_id": delivery.id,
-            "recipient_id": delivery.recipient_id,
-            "recipient_name": delivery.recipient_name,
-            "address": delivery.address,
+        {
+            "delivery_id": row.delivery_id,
+            "recipient_id": row.recipient_id,
+            "recipient_name": row.recipient_name,
+            "address": row.address,
             "confirmed_at": at.isoformat(),
             "confirmed_by": how,
-            "message_id": attempt.message_id if attempt else None,
-            "attempt_no": attempt.attempt_no if attempt else None,
+            "message_id": row.message_id if with_attempt else None,
+            "attempt_no": row.attempt_no if with_attempt else None,
         },
     )
     # The bill arrived after all: an escalation nobody has taken yet is closed.
-    for item in session.scalars(
-        select(WorkItem).where(WorkItem.delivery_id == delivery.id, WorkItem.status == "open")
-    ):
-        item.status = "closed"
-        item.closed_at = at
-        item.close_reason = f"confirmed later ({how})"
-    session.flush()
+    session.connection().execute(
+        update(WORK_ITEMS).where(WORK_ITEMS.c.delivery_id == row.delivery_id, WORK_ITEMS.c.status == "open")
+        .values(status="closed", closed_at=at, close_reason=f"confirmed later ({how})")
+    )
     return True
+
+
+def _contact(session: Session, row: AttemptRow, summary: str, details: dict) -> None:
+    """The contact record of a confirmation: the row `console.audit.record_contact` writes (channel
+    e-mail, the system as actor), as one Core INSERT on the hot path."""
+    session.connection().execute(
+        insert(CONTACTS).values(customer_id=row.customer_id, occurred_at=utcnow(), channel="email", summary=summary,
+                                actor_id=None, bill_id=row.bill_id, details=details)
+    )
 
 
 def _latest_sent_attempt(session: Session, delivery: Delivery) -> DeliveryAttempt | None:
@@ -337,11 +455,13 @@ def confirm_by_portal_open(session: Session, bill_id: int, at: datetime) -> int:
     return sum(1 for delivery in deliveries if confirm(session, delivery, "portal_open", at))
 
 
-def attempt_details(session: Session, delivery: Delivery) -> list[dict]:
-    attempts = session.scalars(
-        select(DeliveryAttempt)
-        .where(DeliveryAttempt.delivery_id == delivery.id)
-        .order_by(DeliveryAttempt.attempt_no)
+def _attempt_details(session: Session, delivery_id: int) -> list[dict]:
+    c = ATTEMPTS.c
+    rows = session.connection().execute(
+        select(c.attempt_no, c.message_id, c.sent_at, c.dsn_requested, c.smtp_response, c.outcome, c.status_code,
+               c.diagnostic, c.remote_mta, c.reports)
+        .where(c.delivery_id == delivery_id)
+        .order_by(c.attempt_no)
     ).all()
     return [
         {
@@ -356,8 +476,12 @@ def attempt_details(session: Session, delivery: Delivery) -> list[dict]:
             "remote_mta": a.remote_mta,
             "reports": a.reports or [],
         }
-        for a in attempts
+        for a in rows
     ]
+
+
+def attempt_details(session: Session, delivery: Delivery) -> list[dict]:
+    return _attempt_details(session, delivery.id)
 
 
 def failure_summary(head: str, diagnostic: str, failure: dict | None) -> str:
@@ -385,55 +509,76 @@ def failure_summary(head: str, diagnostic: str, failure: dict | None) -> str:
 
 
 def open_work_item(session: Session, delivery: Delivery, reason: str, failure: dict | None = None) -> WorkItem | None:
-    """A work item for a phone rep, or for the account manager of a key account; one per
-    delivery and reason (a second call returns the existing one). `failure`: status, key sentence,
-    evidence, other address, priority of the report that caused it (kept in `details`)."""
-    existing = session.scalars(
-        select(WorkItem).where(WorkItem.delivery_id == delivery.id, WorkItem.reason == reason)
-    ).first()
-    if existing is not None:
-        if existing.status == "closed" and reason == "email_failed":
-            # A reopened delivery: the earlier item was closed by the confirmation it overturned.
-            existing.status, existing.closed_at, existing.close_reason = "open", None, None
-        return existing
+    """`open_work_item_row` for an ORM delivery (the sender, the sweeper, publishing)."""
+    session.flush()
     customer = session.get(Customer, delivery.customer_id)
-    manager = customer.account_manager_id if customer.key_account else None
-    attempts = attempt_details(session, delivery)
+    row = AttemptRow(0, delivery.id, 0, None, None, delivery.address, delivery.status, delivery.confirmed_by,
+                     delivery.attempts_made, delivery.customer_id, delivery.bill_id, delivery.recipient_id,
+                     delivery.recipient_name, delivery.last_error,
+                     customer.account_manager_id if customer.key_account else None)
+    item_id = open_work_item_row(session, row, reason, failure)
+    return session.get(WorkItem, item_id) if item_id is not None else None
+
+
+def open_work_item_row(session: Session, row: AttemptRow, reason: str, failure: dict | None = None) -> int | None:
+    """A work item for a phone rep, or for the account manager of a key account; one per delivery
+    and reason (INSERT … ON CONFLICT DO NOTHING on the unique key; a second call finds the first's).
+    `failure`: status, key sentence, evidence, other address, priority of the report that caused it
+    (kept in `details`). Returns the item's id."""
+    connection = session.connection()
+    manager = row.manager_id
+    attempts = _attempt_details(session, row.delivery_id)
     last = attempts[-1] if attempts else {}
-    diagnostic = last.get("diagnostic") or last.get("smtp_response") or delivery.last_error or ""
+    diagnostic = last.get("diagnostic") or last.get("smtp_response") or row.last_error or ""
     failure = {k: v for k, v in (failure or {}).items() if v}
     if "status" not in failure and last.get("status"):
         failure["status"] = last["status"]
     if reason == "email_failed":
-        head = f"电子账单投递失败 / E-mail bill failed: {delivery.address}"
+        head = f"电子账单投递失败 / E-mail bill failed: {row.address}"
     elif reason == ADDRESS_CHECK:
-        head = f"请确认电子邮件地址（自动回复称已不再使用） / Confirm the e-mail address (an auto-reply says it is no longer in use): {delivery.address}"
+        head = (f"请确认电子邮件地址（自动回复称已不再使用） / Confirm the e-mail address (an auto-reply says it is "
+                f"no longer in use): {row.address}")
         diagnostic = ""
     else:
-        head = f"电子账单重发后仍未确认 / E-mail bill unconfirmed after resend: {delivery.address}"
-    summary = failure_summary(head, diagnostic, failure)
-    item = WorkItem(
-        delivery_id=delivery.id,
-        bill_id=delivery.bill_id,
-        customer_id=delivery.customer_id,
-        reason=reason,
-        assigned_role="account_manager" if manager else "phone_rep",
-        assigned_user_id=manager,
-        status="open",
-        summary=summary,
-        details={
-            "address": delivery.address,
-            "recipient_name": delivery.recipient_name,
-            "recipient_id": delivery.recipient_id,
+        head = f"电子账单重发后仍未确认 / E-mail bill unconfirmed after resend: {row.address}"
+    values = {
+        "delivery_id": row.delivery_id,
+        "bill_id": row.bill_id,
+        "customer_id": row.customer_id,
+        "reason": reason,
+        "assigned_role": "account_manager" if manager else "phone_rep",
+        "assigned_user_id": manager,
+        "status": "open",
+        "summary": failure_summary(head, diagnostic, failure),
+        "details": {
+            "address": row.address,
+            "recipient_name": row.recipient_name,
+            "recipient_id": row.recipient_id,
             "attempts": attempts,
             **failure,
         },
-    )
-    try:
-        with session.begin_nested():
-            session.add(item)
-    except IntegrityError:  # another process opened it first
-        return session.scalars(
-            select(WorkItem).where(WorkItem.delivery_id == delivery.id, WorkItem.reason == reason)
-        ).first()
-    return item
+    }
+    values["created_at"] = utcnow()
+    dialect = connection.dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        make = pg_insert if dialect == "postgresql" else sqlite_insert
+        statement = make(WORK_ITEMS).values(**values).on_conflict_do_nothing(
+            index_elements=["delivery_id", "reason"]
+        ).returning(WORK_ITEMS.c.id)
+    else:  # pragma: no cover - the two databases Billpost runs on
+        statement = insert(WORK_ITEMS).values(**values).returning(WORK_ITEMS.c.id)
+    item_id = connection.execute(statement).scalar()
+    if item_id is not None:
+        return item_id
+    # Opened before (by another process, or earlier): that one stands. A delivery reopened after a
+    # confirmation had its item closed by that confirmation: it is open again.
+    item_id, status = connection.execute(
+        select(WORK_ITEMS.c.id, WORK_ITEMS.c.status)
+        .where(WORK_ITEMS.c.delivery_id == row.delivery_id, WORK_ITEMS.c.reason == reason)
+    ).one()
+    if status == "closed" and reason == "email_failed" and failure.get("reopened_from"):
+        connection.execute(
+            update(WORK_ITEMS).where(WORK_ITEMS.c.id == item_id, WORK_ITEMS.c.status == "closed")
+            .values(status="open", closed_at=None, close_reason=None)
+        )
+    return item_id
