@@ -124,7 +124,7 @@ def from_environment(env: Mapping[str, str] = os.environ) -> dict:
         # Reverse proxies in front of the web process whose X-Forwarded-* headers are believed (0: none).
         "TRUSTED_PROXIES": int(env.get("TRUSTED_PROXIES", "0")),
         # Largest CSV upload on the admin page; larger ones get 413 (the command line reads files of any size).
-        "IMPORT_MAX_BYTES": int(env.get("IMPORT_MAX_BYTES", str(64 * 1024 * 1024))),
+        "IMPORT_MAX_BYTES": int(env.get("IMPORT_MAX_BYTES", str(32 * 1024 * 1024))),
     }
 
 
