@@ -48,6 +48,7 @@ from console.db import utcnow
 from console.delivery.status_text import meaning_pair
 from console.models import Customer, Delivery, DeliveryAttempt, WorkItem
 from console.models.customers import ContactRecord
+from console.models.delivery import Channel, ConfirmedBy, DeliveryStatus, WorkItemReason, WorkItemStatus
 from console.models.mailin import DeliveryEvent
 
 # The tables of the hot path, for Core statements on the session's connection (no ORM compile or
@@ -60,10 +61,10 @@ CUSTOMERS = Customer.__table__
 
 MAX_ATTEMPTS = 2  # the first sending and one resend
 ACTIONS = ("delivered", "relayed", "delayed", "failed", "expanded", "refused")
-CONFIRMING = {"delivered": "delivered", "relayed": "relayed", "expanded": "expanded"}
+CONFIRMING = {"delivered": ConfirmedBy.DELIVERED, "relayed": ConfirmedBy.RELAYED, "expanded": ConfirmedBy.EXPANDED}
 FINAL_OUTCOMES = {"delivered", "relayed", "expanded", "failed", "refused"}
-SETTLED = ("confirmed", "cancelled")
-REOPENABLE = ("relayed", "expanded")  # confirmations a later failure overturns
+SETTLED = (DeliveryStatus.CONFIRMED, DeliveryStatus.CANCELLED)
+REOPENABLE = (ConfirmedBy.RELAYED, ConfirmedBy.EXPANDED)  # confirmations a later failure overturns
 ADDRESS_CHECK = "email_address_check"  # work item reason: an auto-reply says the address is abandoned
 EVIDENCE_NOTE = {
     "dsn_fields": "从损坏的投递报告正文中读取 / read from DSN fields in the body of a broken report",
@@ -270,32 +271,32 @@ def apply_report_row(
     if row.attempt_no != latest:
         return  # a failure of an earlier attempt while a later one is out: the later one decides
     failure = {"status": status, "key_sentence": key_sentence, "evidence": evidence, "other_address": other_address}
-    if row.status == "confirmed" and row.confirmed_by in REOPENABLE:
+    if row.status == DeliveryStatus.CONFIRMED and row.confirmed_by in REOPENABLE:
         _reopen(session, row, reported_at, failure, inbound_id)
         return
-    if row.status in SETTLED or row.status == "failed":
+    if row.status in SETTLED or row.status == DeliveryStatus.FAILED:
         return  # settled, or already escalated
     temporary = action == "failed" and not is_permanent(status)
     if temporary and latest < MAX_ATTEMPTS:
         # Resend once: back to the queue; the sender makes attempt 2 (new token and Message-ID).
         _set_delivery(
-            session, row, {"status": ("sent", "queued"), "attempts_made": latest},
-            status="queued", confirm_due_at=None, claimed_until=None, enqueued_at=None,
+            session, row, {"status": (DeliveryStatus.SENT, DeliveryStatus.QUEUED), "attempts_made": latest},
+            status=DeliveryStatus.QUEUED, confirm_due_at=None, claimed_until=None, enqueued_at=None,
         )
         return
     if _set_delivery(
-        session, row, {"status": ("sent", "queued"), "attempts_made": latest}, status="failed",
+        session, row, {"status": (DeliveryStatus.SENT, DeliveryStatus.QUEUED), "attempts_made": latest}, status=DeliveryStatus.FAILED,
         confirm_due_at=None, claimed_until=None,
     ):
-        open_work_item_row(session, row, "email_failed", failure)
+        open_work_item_row(session, row, WorkItemReason.EMAIL_FAILED, failure)
 
 
 def _reopen(session: Session, row: AttemptRow, at: datetime, failure: dict, inbound_id: int | None) -> None:
     """A delivery confirmed by `relayed`/`expanded` bounced later: failed, a contact record, a work item."""
     was = row.confirmed_by
     if not _set_delivery(
-        session, row, {"status": "confirmed", "confirmed_by": was, "attempts_made": row.attempts_made},
-        status="failed", confirmed_at=None, confirmed_by=None, confirm_due_at=None, claimed_until=None,
+        session, row, {"status": DeliveryStatus.CONFIRMED, "confirmed_by": was, "attempts_made": row.attempts_made},
+        status=DeliveryStatus.FAILED, confirmed_at=None, confirmed_by=None, confirm_due_at=None, claimed_until=None,
     ):
         return
     session.add(DeliveryEvent(delivery_id=row.delivery_id, attempt_id=row.id, inbound_id=inbound_id,
@@ -309,7 +310,7 @@ def _reopen(session: Session, row: AttemptRow, at: datetime, failure: dict, inbo
                  "message_id": row.message_id, "attempt_no": row.attempt_no, "at": at.isoformat(),
                  "status": failure.get("status")},
     )
-    open_work_item_row(session, row, "email_failed", dict(failure, reopened_from=was))
+    open_work_item_row(session, row, WorkItemReason.EMAIL_FAILED, dict(failure, reopened_from=was))
 
 
 def record_auto_reply(session: Session, row: AttemptRow, at: datetime, kind: str | None,
@@ -385,7 +386,7 @@ def confirm(
             session.expire(obj)
     if done:
         for column in ("status", "confirmed_at", "confirmed_by", "confirm_due_at", "claimed_until"):
-            set_committed_value(delivery, column, {"status": "confirmed", "confirmed_at": at, "confirmed_by": how}
+            set_committed_value(delivery, column, {"status": DeliveryStatus.CONFIRMED, "confirmed_at": at, "confirmed_by": how}
                                 .get(column))
     else:
         session.refresh(delivery)
@@ -396,8 +397,8 @@ def confirm_row(session: Session, row: AttemptRow, how: str, at: datetime, *, wi
     """Confirm a delivery once (conditional UPDATE), write the contact record and close the open
     work items (one UPDATE). False if it was already settled."""
     if not _set_delivery(
-        session, row, {"status": ("queued", "sent", "failed")},
-        status="confirmed", confirmed_at=at, confirmed_by=how, confirm_due_at=None, claimed_until=None,
+        session, row, {"status": (DeliveryStatus.QUEUED, DeliveryStatus.SENT, DeliveryStatus.FAILED)},
+        status=DeliveryStatus.CONFIRMED, confirmed_at=at, confirmed_by=how, confirm_due_at=None, claimed_until=None,
     ):
         return False
     _contact(
@@ -417,8 +418,8 @@ def confirm_row(session: Session, row: AttemptRow, how: str, at: datetime, *, wi
     )
     # The bill arrived after all: an escalation nobody has taken yet is closed.
     session.connection().execute(
-        update(WORK_ITEMS).where(WORK_ITEMS.c.delivery_id == row.delivery_id, WORK_ITEMS.c.status == "open")
-        .values(status="closed", closed_at=at, close_reason=f"confirmed later ({how})")
+        update(WORK_ITEMS).where(WORK_ITEMS.c.delivery_id == row.delivery_id, WORK_ITEMS.c.status == WorkItemStatus.OPEN)
+        .values(status=WorkItemStatus.CLOSED, closed_at=at, close_reason=f"confirmed later ({how})")
     )
     return True
 
@@ -447,12 +448,12 @@ def confirm_by_portal_open(session: Session, bill_id: int, at: datetime) -> int:
     deliveries = session.scalars(
         select(Delivery).where(
             Delivery.bill_id == bill_id,
-            Delivery.channel == "email",
-            Delivery.status.in_(("sent", "queued")),
+            Delivery.channel == Channel.EMAIL,
+            Delivery.status.in_((DeliveryStatus.SENT, DeliveryStatus.QUEUED)),
             Delivery.attempts_made > 0,
         )
     ).all()
-    return sum(1 for delivery in deliveries if confirm(session, delivery, "portal_open", at))
+    return sum(1 for delivery in deliveries if confirm(session, delivery, ConfirmedBy.PORTAL_OPEN, at))
 
 
 def _attempt_details(session: Session, delivery_id: int) -> list[dict]:
@@ -533,7 +534,7 @@ def open_work_item_row(session: Session, row: AttemptRow, reason: str, failure: 
     failure = {k: v for k, v in (failure or {}).items() if v}
     if "status" not in failure and last.get("status"):
         failure["status"] = last["status"]
-    if reason == "email_failed":
+    if reason == WorkItemReason.EMAIL_FAILED:
         head = f"电子账单投递失败 / E-mail bill failed: {row.address}"
     elif reason == ADDRESS_CHECK:
         head = (f"请确认电子邮件地址（自动回复称已不再使用） / Confirm the e-mail address (an auto-reply says it is "
@@ -548,7 +549,7 @@ def open_work_item_row(session: Session, row: AttemptRow, reason: str, failure: 
         "reason": reason,
         "assigned_role": "account_manager" if manager else "phone_rep",
         "assigned_user_id": manager,
-        "status": "open",
+        "status": WorkItemStatus.OPEN,
         "summary": failure_summary(head, diagnostic, failure),
         "details": {
             "address": row.address,
@@ -576,9 +577,9 @@ def open_work_item_row(session: Session, row: AttemptRow, reason: str, failure: 
         select(WORK_ITEMS.c.id, WORK_ITEMS.c.status)
         .where(WORK_ITEMS.c.delivery_id == row.delivery_id, WORK_ITEMS.c.reason == reason)
     ).one()
-    if status == "closed" and reason == "email_failed" and failure.get("reopened_from"):
+    if status == WorkItemStatus.CLOSED and reason == WorkItemReason.EMAIL_FAILED and failure.get("reopened_from"):
         connection.execute(
-            update(WORK_ITEMS).where(WORK_ITEMS.c.id == item_id, WORK_ITEMS.c.status == "closed")
-            .values(status="open", closed_at=None, close_reason=None)
+            update(WORK_ITEMS).where(WORK_ITEMS.c.id == item_id, WORK_ITEMS.c.status == WorkItemStatus.CLOSED)
+            .values(status=WorkItemStatus.OPEN, closed_at=None, close_reason=None)
         )
     return item_id
