@@ -233,9 +233,7 @@ def _register_admin_routes() -> None:
     from console.extensions import db
     from console.staff.routes import admin_bp
     from console.web.htmx import render_page_or_fragment
-    from console.web.nav import add_admin_link
 
-    add_admin_link("admin.imports", _l("CSV imports"), order=20)
 
     def _importers() -> list[Importer]:
         return sorted(IMPORTERS.values(), key=lambda i: i.name)

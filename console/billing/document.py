@@ -21,7 +21,6 @@ from jinja2 import TemplateNotFound
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from console.billing import labels  # noqa: F401 - billing codes for label()
 from console.models import Bill, Customer, ServicePoint
 from console.models.billing import BillMessage, Cycle, Deposit
 from console.money import format_yuan

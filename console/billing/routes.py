@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import func, select
@@ -13,7 +12,6 @@ from console.audit import Actor
 from console.billing import campaigns as campaign_service
 from console.billing import (
     cycles,
-    labels,  # noqa: F401 - billing codes for label()
 )
 from console.billing.document import render_bill_html
 from console.extensions import db
@@ -23,12 +21,8 @@ from console.models.customers import CUSTOMER_TYPES
 from console.web.auth import guard_blueprint
 from console.web.htmx import render_page_or_fragment
 from console.web.lookups import cycle_or_404
-from console.web.nav import add_admin_link, add_nav_link
 
 bp = guard_blueprint(Blueprint("billing", __name__, url_prefix="/billing"), roles=ROLES)
-add_nav_link("billing.index", _l("Bills"), ROLES, order=30)
-add_admin_link("billing.cycles_page", _l("Billing cycles"), order=30)
-add_admin_link("billing.campaigns_page", _l("Marketing campaigns"), order=31)
 
 PAGE = 50
 # Cycle control and campaigns: admins only (the blueprint lets all staff see bills).

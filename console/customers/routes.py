@@ -17,7 +17,6 @@ from flask import (
     request,
     url_for,
 )
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 import console.imports  # noqa: F401  (the admin import page: routes on admin_bp before it is registered)
@@ -28,10 +27,8 @@ from console.extensions import db
 from console.models import ROLES
 from console.web.auth import guard_blueprint
 from console.web.htmx import is_fragment_request, render_page_or_fragment
-from console.web.nav import add_nav_link
 
 bp = guard_blueprint(Blueprint("customers", __name__, url_prefix="/customers"), roles=ROLES)
-add_nav_link("customers.search", _l("Customers"), ROLES, order=10)
 
 EXPORT_LIMIT = 10_000
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import func, select
 
@@ -16,31 +15,6 @@ from console.delivery.routes import bp
 from console.extensions import db
 from console.models.mailin import INBOUND_CLASSES, InboundMessage, InboundReportRecipient, SandboxMessage
 from console.web.htmx import render_page_or_fragment
-from console.web.labels import LABELS
-from console.web.nav import add_admin_link
-
-LABELS.setdefault("mailin_class", {}).update(
-    {
-        "report": _l("Delivery report"),
-        "auto_reply": _l("Auto-reply"),
-        "unmatched": _l("Report for no known e-mail"),
-        "malformed": _l("Not a delivery report"),
-    }
-)
-LABELS.setdefault("mailin_state", {}).update(
-    {
-        "open": _l("Quarantine, not handled"),
-        "handled": _l("Quarantine, handled"),
-        "all": _l("Whole quarantine"),
-        "received": _l("Everything received"),
-    }
-)
-LABELS.setdefault("sandbox_outcome", {}).update(
-    {"delivered": _l("Delivered report"), "failed": _l("Failed report (5.1.1)"), "silent": _l("No answer")}
-)
-
-add_admin_link("delivery.quarantine", _l("Mail-in quarantine"), order=60)
-add_admin_link("delivery.sandbox", _l("Demo sandbox mailbox"), order=61)
 
 PAGE_SIZE = 50
 SHOW_BYTES = 64 * 1024  # of a message's raw text shown on its page

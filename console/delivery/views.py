@@ -4,67 +4,17 @@ each one's attempts and the servers' replies. Guarded by the delivery blueprint 
 from __future__ import annotations
 
 from flask import request
-from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from console.delivery.policy import ADDRESS_CHECK
 from console.delivery.report import delivery_counts
 from console.delivery.routes import bp
 from console.extensions import db
-from console.inboxes.labels import LABELS as INBOX_LABELS
 from console.models import Cycle, Delivery
 from console.models.billing import CycleStatus
 from console.models.delivery import DELIVERY_STATUSES
 from console.models.mailin import DeliveryEvent
 from console.web.htmx import render_page_or_fragment
-from console.web.labels import LABELS
-from console.web.nav import add_admin_link
-
-LABELS.setdefault("delivery_status", {}).update(
-    {
-        "queued": _l("Waiting to be sent"),
-        "sent": _l("Sent, awaiting confirmation"),
-        "confirmed": _l("Confirmed"),
-        "failed": _l("Failed"),
-        "cancelled": _l("Cancelled"),
-    }
-)
-LABELS.setdefault("confirmed_by", {}).update(
-    {
-        "delivered": _l("Delivery report"),
-        "relayed": _l("Relayed (no further report)"),
-        "expanded": _l("Mailing list (expanded)"),
-        "portal_open": _l("Opened on the web page"),
-        "post": _l("Post"),
-    }
-)
-
-LABELS.setdefault("delivery_event", {}).update(
-    {
-        "auto_reply": _l("Auto-reply received"),
-        "complaint": _l("Complaint: reported as spam"),
-        "reopened": _l("Bounced after a relayed confirmation: reopened"),
-    }
-)
-LABELS.setdefault("delivery_event_code", {}).update(
-    {
-        "abandoned": _l("the address is no longer in use"),
-        "challenge": _l("challenge-response"),
-        "abuse": _l("abuse"),
-        "relayed": _l("relayed"),
-        "expanded": _l("expanded"),
-    }
-)
-LABELS.setdefault("report_evidence", {}).update(
-    {
-        "text": _l("read from the text of a non-standard bounce"),
-        "dsn_fields": _l("read from DSN fields in the body of a broken report"),
-    }
-)
-INBOX_LABELS["reason"].setdefault(ADDRESS_CHECK, _l("Confirm the e-mail address"))
-
-add_admin_link("delivery.deliveries", _l("E-mail deliveries"), order=59)
 
 PAGE_SIZE = 50
 

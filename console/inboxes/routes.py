@@ -21,7 +21,6 @@ from flask import (
 )
 from flask_babel import get_timezone
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy.exc import OperationalError
 
@@ -29,11 +28,9 @@ from console import outbox
 from console.audit import Actor, log_security_event, record_audit
 from console.extensions import db
 from console.inboxes import dashboard, services
-from console.inboxes.labels import inbox_label
 from console.models import Cycle
 from console.web.auth import guard_blueprint
 from console.web.htmx import is_fragment_request, render_page_or_fragment
-from console.web.nav import add_nav_link
 
 rep_bp = guard_blueprint(Blueprint("inbox_rep", __name__, url_prefix="/inbox/rep"), roles=["phone_rep", "admin"])
 am_bp = guard_blueprint(Blueprint("inbox_am", __name__, url_prefix="/inbox/accounts"), roles=["account_manager"])
@@ -45,10 +42,6 @@ admin_bp = guard_blueprint(Blueprint("inbox_admin", __name__, url_prefix="/inbox
 
 BLUEPRINTS = (rep_bp, am_bp, items_bp, clerk_bp, admin_bp)
 
-add_nav_link("inbox_rep.index", _l("Work items"), ["phone_rep"], order=10)
-add_nav_link("inbox_am.index", _l("My accounts"), ["account_manager"], order=10)
-add_nav_link("inbox_clerk.index", _l("Cycle exceptions"), ["clerk"], order=10)
-add_nav_link("inbox_admin.index", _l("Cycle dashboard"), ["admin"], order=10)
 
 POLL_SECONDS = 5
 
@@ -82,7 +75,6 @@ def _when(value: Any) -> str:
     return value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
-rep_bp.app_template_global("inbox_label")(inbox_label)
 rep_bp.app_template_global("endpoint_url")(endpoint_url)
 rep_bp.app_template_filter("inbox_when")(_when)
 

@@ -67,6 +67,7 @@ class WorkItemReason(StrEnum):
     EMAIL_FAILED = "email_failed"
     EMAIL_UNCONFIRMED = "email_unconfirmed"
     POST_RETURNED = "post_returned"
+    EMAIL_ADDRESS_CHECK = "email_address_check"  # an auto-reply says the address is abandoned
 
 
 class WorkItemStatus(StrEnum):

@@ -16,20 +16,9 @@ from console.paper import batches, dispatch
 from console.paper.batches import PaperError
 from console.web.auth import guard_blueprint
 from console.web.htmx import is_fragment_request, render_page_or_fragment
-from console.web.labels import LABELS
 from console.web.lookups import cycle_or_404
-from console.web.nav import add_nav_link
 
 bp = guard_blueprint(Blueprint("paper", __name__, url_prefix="/paper"), roles=["clerk", "admin"])
-add_nav_link("paper.index", _l("Paper bills"), ["clerk", "admin"], order=40)
-LABELS.setdefault(
-    "batch_status", {"rendering": _l("Rendering"), "ready": _l("Ready to print"), "printed": _l("Printed")}
-)
-LABELS.setdefault(
-    "print_status",
-    {"waiting": _l("Not dispatched"), "dispatched": _l("Dispatched"), "delivered": _l("Delivered"),
-     "returned": _l("Returned")},
-)
 
 
 def _actor() -> Actor:

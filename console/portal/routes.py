@@ -23,7 +23,6 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_user, logout_user
 from markupsafe import Markup
@@ -37,6 +36,7 @@ from console.models.portal import WebAccount
 from console.portal import mail, services
 from console.portal.settings import int_setting, setting
 from console.web.auth import USER_LOADERS
+from console.web.labels import label
 
 bp = Blueprint("portal", __name__, url_prefix="/my")
 
@@ -111,24 +111,9 @@ def _portal_is_customer() -> bool:
     return bool(current_user and current_user.is_authenticated and is_customer(_account()))
 
 
-CHARGE_LABELS = {
-    "previous_balance": _l("Previous balance"),
-    "payment": _l("Payments"),
-    "electricity": _l("Electricity"),
-    "late_fee": _l("Late fees"),
-    "business_expansion": _l("Business-expansion fees"),
-    "connection": _l("Connection fees"),
-    "inspection": _l("Inspection fees"),
-    "adjustment": _l("Adjustments"),
-    "write_off": _l("Write-offs"),
-    "installment": _l("Installments"),
-    "deposit_applied": _l("Deposit applied"),
-}
-
-
 @bp.app_template_global("charge_label")
 def charge_label(kind: str) -> str:
-    return str(CHARGE_LABELS.get(kind, kind))
+    return label("charge_summary", kind)
 
 
 # --- throttles -----------------------------------------------------------------------------------
@@ -340,24 +325,15 @@ def bill(bill_id: int):
         bill=record,
         summary=services.charges_by_type(record),
         document=document,
-        has_pdf=_pdf_function() is not None,
+        has_pdf=True,
     )
-
-
-def _pdf_function():  # noqa: ANN202
-    try:
-        from console.paper.pdf import bill_pdf
-    except ImportError:
-        return None
-    return bill_pdf
 
 
 @bp.route("/bills/<int:bill_id>/pdf")
 def bill_pdf(bill_id: int):
+    from console.paper.pdf import bill_pdf as render
+
     record = _own_bill(bill_id)
-    render = _pdf_function()
-    if render is None:
-        abort(404)
     path = render(db(), record)
     services.record_open(db(), _account(), record, utcnow())
     db().commit()

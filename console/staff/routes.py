@@ -6,7 +6,6 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 
@@ -15,12 +14,10 @@ from console.extensions import db, limiter
 from console.models import ROLES, User
 from console.staff import services
 from console.web.auth import guard_blueprint, is_staff
-from console.web.nav import add_nav_link
 
 auth_bp = Blueprint("auth", __name__)
 home_bp = guard_blueprint(Blueprint("home", __name__), roles=ROLES)
 admin_bp = guard_blueprint(Blueprint("admin", __name__, url_prefix="/admin"), roles=["admin"])
-add_nav_link("admin.home", _l("Administration"), ["admin"], order=90)
 
 # Where each role lands after sign-in, most senior role first. Later issues point these at the inboxes.
 ROLE_HOME = [

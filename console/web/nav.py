@@ -1,11 +1,16 @@
-"""Links each domain adds to the console's top navigation and the admin page, so no domain edits
-another's templates. Register at import time of the domain's routes module."""
+"""The console's top navigation and the admin page's links, in one place: what each role sees.
+
+Every blueprint is registered by create_app unconditionally, so the list is fixed here rather than
+added to by each domain's modules at import time."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from flask_babel import LazyString
+from flask_babel import lazy_gettext as _l
+
+from console.models.staff import ROLES
 
 
 @dataclass(frozen=True)
@@ -13,21 +18,30 @@ class Link:
     endpoint: str
     label: LazyString | str
     roles: frozenset[str]
-    order: int = 50
 
 
-NAV_LINKS: list[Link] = []
-ADMIN_LINKS: list[Link] = []
+def _link(endpoint: str, label: LazyString, roles: tuple[str, ...] = ("admin",)) -> Link:
+    return Link(endpoint, label, frozenset(roles))
 
 
-def add_nav_link(endpoint: str, label, roles, order: int = 50) -> None:  # noqa: ANN001
-    NAV_LINKS.append(Link(endpoint, label, frozenset(roles), order))
-    NAV_LINKS.sort(key=lambda link: link.order)
-
-
-def add_admin_link(endpoint: str, label, order: int = 50) -> None:  # noqa: ANN001
-    ADMIN_LINKS.append(Link(endpoint, label, frozenset({"admin"}), order))
-    ADMIN_LINKS.sort(key=lambda link: link.order)
+NAV_LINKS = [
+    _link("customers.search", _l("Customers"), ROLES),
+    _link("inbox_rep.index", _l("Work items"), ("phone_rep",)),
+    _link("inbox_am.index", _l("My accounts"), ("account_manager",)),
+    _link("inbox_clerk.index", _l("Cycle exceptions"), ("clerk",)),
+    _link("inbox_admin.index", _l("Cycle dashboard"), ("admin",)),
+    _link("billing.index", _l("Bills"), ROLES),
+    _link("paper.index", _l("Paper bills"), ("clerk", "admin")),
+    _link("admin.home", _l("Administration"), ("admin",)),
+]
+ADMIN_LINKS = [
+    _link("admin.imports", _l("CSV imports")),
+    _link("billing.cycles_page", _l("Billing cycles")),
+    _link("billing.campaigns_page", _l("Marketing campaigns")),
+    _link("delivery.deliveries", _l("E-mail deliveries")),
+    _link("delivery.quarantine", _l("Mail-in quarantine")),
+    _link("delivery.sandbox", _l("Demo sandbox mailbox")),
+]
 
 
 def links_for(user, links: list[Link]) -> list[Link]:  # noqa: ANN001
