@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import click
-from flask import Flask, abort, current_app, request, url_for
+from flask import Blueprint, Flask, abort, current_app, request, url_for
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy.orm import Session
@@ -34,6 +34,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from console.audit import Actor, record_audit
 from console.csvimport import ImportFailed, ImportSummary, RowError, Source
+from console.extensions import db
+from console.web.auth import guard_blueprint
+from console.web.htmx import render_page_or_fragment
 
 # `data` is bytes, a path or a seekable binary file: importers hand it to csvimport.read_rows, which
 # decodes and parses it as it reads (uploads and files are never read into memory whole).
@@ -229,66 +232,65 @@ def drop_upload(token: str) -> None:
         (folder / f"{token}{suffix}").unlink(missing_ok=True)
 
 
-def _register_admin_routes() -> None:
-    from console.extensions import db
-    from console.staff.routes import admin_bp
-    from console.web.htmx import render_page_or_fragment
+# The admin page: upload → preview (a dry run) → confirm. A blueprint of its own, registered by create_app.
+bp = guard_blueprint(Blueprint("imports", __name__, url_prefix="/admin/imports"), roles=["admin"])
 
 
-    def _importers() -> list[Importer]:
-        return sorted(IMPORTERS.values(), key=lambda i: i.name)
+def _importers() -> list[Importer]:
+    return sorted(IMPORTERS.values(), key=lambda i: i.name)
 
-    def _page(status: int = 200, **context: Any):  # noqa: ANN202
-        context.setdefault("importers", _importers())
-        context.setdefault("selected", request.values.get("name", ""))
-        return render_page_or_fragment("imports/page.html", "imports/_result.html", **context), status
 
-    @admin_bp.route("/imports")
-    def imports():
-        return _page()
+def _page(status: int = 200, **context: Any):  # noqa: ANN202
+    context.setdefault("importers", _importers())
+    context.setdefault("selected", request.values.get("name", ""))
+    return render_page_or_fragment("imports/page.html", "imports/_result.html", **context), status
 
-    @admin_bp.route("/imports", methods=["POST"])
-    def import_upload():
-        limit = current_app.config["IMPORT_MAX_BYTES"]
-        # Refused while the body is read (413), not after: the form's own fields need little room.
-        request.max_content_length = limit + 1024 * 1024
-        name = request.form.get("name", "")
-        upload = request.files.get("file")
-        if name not in IMPORTERS:
-            return _page(422, form_error=_l("Choose what to import."))
-        if upload is None or not upload.filename:
-            return _page(422, form_error=_l("Choose a CSV file."))
-        token, path = save_upload(name, upload.filename, upload.stream, current_user.id, limit)
-        actor = Actor.of_user(current_user, request.remote_addr)
-        session = db()
-        try:
-            summary = run_import(session, name, path, actor, True, importer_settings(current_app), upload.filename)
-        except ImportFailed as failed:
-            session.rollback()
-            drop_upload(token)
-            return _page(422, importer=IMPORTERS[name], filename=upload.filename, errors=failed.errors)
+
+@bp.route("")
+def page():
+    return _page()
+
+
+@bp.route("", methods=["POST"])
+def upload():
+    limit = current_app.config["IMPORT_MAX_BYTES"]
+    # Refused while the body is read (413), not after: the form's own fields need little room.
+    request.max_content_length = limit + 1024 * 1024
+    name = request.form.get("name", "")
+    upload = request.files.get("file")
+    if name not in IMPORTERS:
+        return _page(422, form_error=_l("Choose what to import."))
+    if upload is None or not upload.filename:
+        return _page(422, form_error=_l("Choose a CSV file."))
+    token, path = save_upload(name, upload.filename, upload.stream, current_user.id, limit)
+    actor = Actor.of_user(current_user, request.remote_addr)
+    session = db()
+    try:
+        summary = run_import(session, name, path, actor, True, importer_settings(current_app), upload.filename)
+    except ImportFailed as failed:
         session.rollback()
-        return _page(
-            importer=IMPORTERS[name], filename=upload.filename, summary=summary,
-            confirm_url=url_for("admin.import_confirm", token=token),
-        )
-
-    @admin_bp.route("/imports/<token>/confirm", methods=["POST"])
-    def import_confirm(token: str):
-        meta, data = load_upload(token, current_user.id)  # the file's path
-        name = meta["name"]
-        if name not in IMPORTERS:
-            abort(404)
-        actor = Actor.of_user(current_user, request.remote_addr)
-        session = db()
-        try:
-            summary = run_import(session, name, data, actor, False, importer_settings(current_app), meta["filename"])
-        except ImportFailed as failed:  # the database changed since the preview
-            session.rollback()
-            return _page(422, importer=IMPORTERS[name], filename=meta["filename"], errors=failed.errors)
-        session.commit()
         drop_upload(token)
-        return _page(importer=IMPORTERS[name], filename=meta["filename"], summary=summary, done=True)
+        return _page(422, importer=IMPORTERS[name], filename=upload.filename, errors=failed.errors)
+    session.rollback()
+    return _page(
+        importer=IMPORTERS[name], filename=upload.filename, summary=summary,
+        confirm_url=url_for("imports.confirm", token=token),
+    )
 
 
-_register_admin_routes()
+@bp.route("/<token>/confirm", methods=["POST"])
+def confirm(token: str):
+    meta, data = load_upload(token, current_user.id)  # the file's path
+    name = meta["name"]
+    if name not in IMPORTERS:
+        abort(404)
+    actor = Actor.of_user(current_user, request.remote_addr)
+    session = db()
+    try:
+        summary = run_import(session, name, data, actor, False, importer_settings(current_app), meta["filename"])
+    except ImportFailed as failed:  # the database changed since the preview
+        session.rollback()
+        return _page(422, importer=IMPORTERS[name], filename=meta["filename"], errors=failed.errors)
+    session.commit()
+    drop_upload(token)
+    return _page(importer=IMPORTERS[name], filename=meta["filename"], summary=summary, done=True)

@@ -19,7 +19,6 @@ from flask import (
 )
 from flask_login import current_user
 
-import console.imports  # noqa: F401  (the admin import page: routes on admin_bp before it is registered)
 from console.audit import Actor
 from console.csvimport import safe_cell
 from console.customers import services

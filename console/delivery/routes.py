@@ -1,11 +1,181 @@
+"""The delivery blueprint (admin only): the sending side — e-mail figures per cycle, the deliveries by
+status with each one's attempts and the servers' replies — and the mail-in side — the quarantine of
+inbound messages that matched no attempt or could not be read, and the demo sandbox's mailbox."""
+
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 
+from console.audit import Actor
+from console.delivery.intake import STATES, mark_handled, quarantine_query
+from console.delivery.report import delivery_counts
 from console.delivery.status_text import status_meaning
+from console.extensions import db
+from console.models import Cycle, Delivery
+from console.models.billing import CycleStatus
+from console.models.delivery import DELIVERY_STATUSES
+from console.models.mailin import (
+    INBOUND_CLASSES,
+    DeliveryEvent,
+    InboundMessage,
+    InboundReportRecipient,
+    SandboxMessage,
+)
 from console.web.auth import guard_blueprint
+from console.web.htmx import render_page_or_fragment
 
 bp = guard_blueprint(Blueprint("delivery", __name__, url_prefix="/delivery"), roles=["admin"])
 bp.add_app_template_global(status_meaning, "status_meaning")  # work items in every inbox show it
-import console.delivery.quarantine_views  # noqa: E402, F401 (mail-in admin pages)
-from console.delivery import views  # noqa: E402, F401 (sending side admin pages)
+
+
+# ---- the sending side
+PAGE_SIZE = 50
+
+
+@bp.get("/deliveries")
+def deliveries():
+    status = request.args.get("status", "failed")
+    status = status if status in DELIVERY_STATUSES else "failed"
+    try:
+        page = max(1, int(request.args.get("page", "1")))
+    except ValueError:
+        page = 1
+    session = db()
+    cycles = session.scalars(select(Cycle).where(Cycle.status == CycleStatus.PUBLISHED).order_by(Cycle.period.desc()).limit(6)).all()
+    figures = [(cycle, delivery_counts(session, cycle.id)) for cycle in cycles]
+    where = (Delivery.channel == "email", Delivery.status == status)
+    total = session.scalar(select(func.count(Delivery.id)).where(*where))
+    rows = session.scalars(
+        select(Delivery)
+        .where(*where)
+        .options(selectinload(Delivery.attempts))
+        .order_by(Delivery.id.desc())
+        .limit(PAGE_SIZE)
+        .offset((page - 1) * PAGE_SIZE)
+    ).all()
+    events: dict[int, list[DeliveryEvent]] = {}
+    if rows:
+        for event in session.scalars(
+            select(DeliveryEvent).where(DeliveryEvent.delivery_id.in_([d.id for d in rows])).order_by(DeliveryEvent.id)
+        ):
+            events.setdefault(event.delivery_id, []).append(event)
+    return render_page_or_fragment(
+        "delivery/deliveries.html",
+        "delivery/_deliveries_rows.html",
+        figures=figures,
+        rows=rows,
+        events=events,
+        status=status,
+        statuses=DELIVERY_STATUSES,
+        total=total,
+        page_no=page,
+        pages=max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE),
+    )
+
+
+# ---- the mail-in side
+SHOW_BYTES = 64 * 1024  # of a message's raw text shown on its page
+
+
+def _page() -> int:
+    try:
+        return max(1, int(request.args.get("page", "1")))
+    except ValueError:
+        return 1
+
+
+def _raw_text(raw: bytes) -> tuple[str, bool]:
+    """The first SHOW_BYTES of a message as text (escaped by the template, never rendered)."""
+    shown = raw[:SHOW_BYTES]
+    try:
+        text = shown.decode("utf-8")
+    except UnicodeDecodeError:
+        text = shown.decode("utf-8", "replace")
+    return text, len(raw) > SHOW_BYTES
+
+
+@bp.get("/quarantine")
+def quarantine():
+    state = request.args.get("state", "open")
+    state = state if state in STATES else "open"
+    classification = request.args.get("classification") or None
+    classification = classification if classification in INBOUND_CLASSES else None
+    page = _page()
+    query = quarantine_query(classification, state)
+    session = db()
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    messages = session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    return render_page_or_fragment(
+        "delivery/quarantine.html",
+        "delivery/_quarantine_rows.html",
+        messages=messages,
+        state=state,
+        states=STATES,
+        classification=classification,
+        classes=INBOUND_CLASSES,
+        page_no=page,
+        total=total,
+        page_size=PAGE_SIZE,
+    )
+
+
+@bp.get("/quarantine/<int:message_id>")
+def quarantine_message(message_id: int):
+    session = db()
+    message = session.get(InboundMessage, message_id)
+    if message is None:
+        abort(404)
+    blocks = session.scalars(
+        select(InboundReportRecipient)
+        .where(InboundReportRecipient.inbound_id == message.id)
+        .order_by(InboundReportRecipient.position)
+    ).all()
+    text, cut = _raw_text(message.raw)
+    return render_template("delivery/quarantine_message.html", message=message, blocks=blocks, text=text, cut=cut)
+
+
+@bp.post("/quarantine/<int:message_id>/handled")
+def quarantine_handled(message_id: int):
+    session = db()
+    message = mark_handled(
+        session, message_id, Actor.of_user(current_user, request.remote_addr), request.form.get("note", "")
+    )
+    if message is None:
+        abort(404)
+    session.commit()
+    flash(_("Marked as handled."), "ok")
+    return redirect(url_for("delivery.quarantine_message", message_id=message_id))
+
+
+@bp.get("/sandbox")
+def sandbox():
+    page = _page()
+    session = db()
+    total = session.scalar(select(func.count()).select_from(SandboxMessage))
+    messages = session.scalars(
+        select(SandboxMessage)
+        .order_by(SandboxMessage.received_at.desc(), SandboxMessage.id.desc())
+        .limit(PAGE_SIZE)
+        .offset((page - 1) * PAGE_SIZE)
+    ).all()
+    return render_page_or_fragment(
+        "delivery/sandbox.html",
+        "delivery/_sandbox_rows.html",
+        messages=messages,
+        page_no=page,
+        total=total,
+        page_size=PAGE_SIZE,
+    )
+
+
+@bp.get("/sandbox/<int:message_id>")
+def sandbox_message(message_id: int):
+    message = db().get(SandboxMessage, message_id)
+    if message is None:
+        abort(404)
+    text, cut = _raw_text(message.raw)
+    return render_template("delivery/sandbox_message.html", message=message, text=text, cut=cut)

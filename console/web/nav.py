@@ -35,7 +35,7 @@ NAV_LINKS = [
     _link("admin.home", _l("Administration"), ("admin",)),
 ]
 ADMIN_LINKS = [
-    _link("admin.imports", _l("CSV imports")),
+    _link("imports.page", _l("CSV imports")),
     _link("billing.cycles_page", _l("Billing cycles")),
     _link("billing.campaigns_page", _l("Marketing campaigns")),
     _link("delivery.deliveries", _l("E-mail deliveries")),
