@@ -18,8 +18,8 @@ from console import outbox
 from console.audit import Actor, record_audit
 from console.billing.generation import generate_chunk, period_bounds
 from console.db import utcnow
+from console.delivery.counts import delivery_counts
 from console.delivery.publish import publish_and_queue
-from console.delivery.report import delivery_counts
 from console.models import Customer, ServicePoint
 from console.models.billing import Bill, ChunkStatus, Cycle, CycleChunk, CycleStatus
 

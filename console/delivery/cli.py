@@ -80,7 +80,7 @@ def counts_command(period: str) -> None:
     """E-mail delivery counts of a cycle as JSON (also in `console cycle report PERIOD --json`)."""
     from sqlalchemy import select
 
-    from console.delivery.report import delivery_counts
+    from console.delivery.counts import delivery_counts
     from console.models import Cycle
 
     with _session() as session:

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from console.audit import Actor
+from console.delivery.counts import delivery_counts
 from console.delivery.intake import STATES, mark_handled, quarantine_query
-from console.delivery.report import delivery_counts
 from console.delivery.status_text import status_meaning
 from console.extensions import db
 from console.models import Cycle, Delivery

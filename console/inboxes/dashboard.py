@@ -1,7 +1,7 @@
 """The admin's cycle dashboard and the clerk's cycle exceptions, read from the database.
 
 Each domain counts its own rows: billing its chunks (console.billing.cycles.progress), delivery its
-e-mails (console.delivery.report.email_funnel), paper its batches (console.paper.batches). Failed
+e-mails (console.delivery.counts.email_funnel), paper its batches (console.paper.batches). Failed
 jobs come from RQ's failed-job registries (a retry re-enqueues the same job: chunk and batch jobs
 are idempotent by construction).
 """
@@ -14,7 +14,7 @@ from sqlalchemy import and_, case, exists, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from console.billing import cycles
-from console.delivery.report import delivery_counts, email_funnel
+from console.delivery.counts import delivery_counts, email_funnel
 from console.models import Bill, Customer, Cycle, Recipient, WorkItem
 from console.models.billing import BillStatus, CycleStatus
 from console.paper import batches

@@ -152,7 +152,7 @@ def test_cycle_report_shows_email_counts(app, db, make_customer, runner):
     failing = _one_delivery(db, make_customer)
     apply_report(db, _sent_attempt(db, failing), "failed", "5.1.1", "unknown", utcnow())
     db.commit()
-    from console.delivery.report import delivery_counts
+    from console.delivery.counts import delivery_counts
 
     cycle_id = db.get(Bill, delivery.bill_id).cycle_id
     counts = delivery_counts(db, cycle_id)
