@@ -106,7 +106,7 @@ def _seed_demo(app: Flask, customers: int) -> list[str]:
     if counts["reads"]:
         lines.append(f"Seeded {counts['reads']} meter reads for {today:%Y-%m}.")
     lines.append(
-        f"To see the delivery loop: sign in as admin, open cycle {today:%Y-%m} under Billing → Cycles, "
+        f"To see the delivery loop: sign in as admin, open cycle {today:%Y-%m} under Administration → Billing cycles, "
         "run it, publish it; the mail sandbox answers with delivery reports (Administration → Sandbox)."
     )
     return lines
