@@ -38,6 +38,7 @@ class CollectiveBill:
 
     customer_id: int
     group_key: str
+    customer_type: str  # chooses the template and the marketing messages (step 8)
     template: str
     bill_date: date
     due_date: date
@@ -94,7 +95,7 @@ def build(customer_id: int, parts: list[tuple], settings: dict, account: Collect
         first = bills[0]
         out.append((
             CollectiveBill(
-                customer_id=customer_id, group_key="G" + group[0],
+                customer_id=customer_id, group_key="G" + group[0], customer_type=members[0][0].customer_type,
                 template=f"{members[0][0].customer_type}_collective", bill_date=first.bill_date,
                 due_date=(read_date or first.bill_date) + timedelta(days=due_days), read_date=read_date,
                 previous_balance=_sum(b.previous_balance for b in bills),

@@ -106,6 +106,7 @@ class PointBill:
     point_id: int
     customer_id: int
     bill_type: str
+    customer_type: str  # chooses the template and the marketing messages (step 8)
     template: str
     bill_date: date
     due_date: date
@@ -226,7 +227,7 @@ def compute_point_bill(
                       "details": details})
     return PointBill(
         point_id=inputs.point_id, customer_id=inputs.customer_id, bill_type=bill_type,
-        template=f"{inputs.customer_type}_{bill_type}", bill_date=inputs.bill_date, due_date=due_date,
+        customer_type=inputs.customer_type, template=f"{inputs.customer_type}_{bill_type}", bill_date=inputs.bill_date, due_date=due_date,
         read_date=read_date, previous_balance=inputs.previous_balance, payments_total=payments,
         charges_total=charges, adjustments_total=adjustments, deposit_applied=deposit_applied,
         current_balance=current,
@@ -545,7 +546,7 @@ def write_bills(
                     })
                 else:
                     billed.append({"eid": entry.id, "bid": bill_id})
-        for position, campaign in enumerate(choose_messages(campaigns, b.template.split("_")[0], b.bill_date), 1):
+        for position, campaign in enumerate(choose_messages(campaigns, b.customer_type, b.bill_date), 1):
             message_rows.append({"bill_id": bill_id, "campaign_id": campaign["id"], "position": position,
                                  "text_zh": campaign["text_zh"], "text_en": campaign["text_en"]})
         if b.deposit_applied or any(

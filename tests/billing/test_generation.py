@@ -234,7 +234,8 @@ def test_an_entry_billed_meanwhile_fails_the_chunk_instead_of_billing_it_twice(b
     # a second writer holding the same (now billed) entry in its computed bill
     cycle = cycles.open_cycle(db, "2026-12", Actor.system())
     stale = PointBill(
-        point_id=point.id, customer_id=point.customer_id, bill_type="non_metered", template="residential_non_metered",
+        point_id=point.id, customer_id=point.customer_id, bill_type="non_metered", customer_type="residential",
+        template="residential_non_metered",
         bill_date=date(2026, 12, 31), due_date=date(2027, 1, 15), read_date=None, previous_balance=D("0.00"),
         payments_total=D("0.00"), charges_total=D("10.00"), adjustments_total=D("0.00"), deposit_applied=D("0.00"),
         current_balance=D("10.00"), deposit_held=D("0.00"),
