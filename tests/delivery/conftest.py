@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -236,3 +242,63 @@ def mail_loop(committed, loopback_postfix, smtp_sink):
     receiver.stop()
     loopback_postfix.flush_queue()
     shutil.rmtree(loopback_postfix.mail / "customers.test", ignore_errors=True)
+
+
+# -- `console worker` as a real process -----------------------------------------------------------
+
+class WorkerProcess:
+    """`console worker` as the Procfile runs it, in a subprocess against the test database, the test
+    Redis and the loopback Postfix; its stderr is kept to explain a worker that stopped."""
+
+    def __init__(self, app, smtp_port: int, *, burst: bool = False, **settings: str) -> None:  # noqa: ANN001
+        from tests.conftest import TEST_REDIS_URL
+
+        self.env = dict(
+            os.environ,
+            DATABASE_URL=app.extensions["billpost.engine"].url.render_as_string(hide_password=False),
+            REDIS_URL=TEST_REDIS_URL,
+            SMTP_HOST="127.0.0.1",
+            SMTP_PORT=str(smtp_port),
+            BOUNCE_DOMAIN="bounces.bills.test",
+            **settings,
+        )
+        self.args = [sys.executable, "-c", "from console.cli import main; main()", "worker"] + (["--burst"] if burst else [])
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            self.args, env=self.env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=self.log
+        )
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            self.log.seek(0)
+            raise AssertionError(f"the worker stopped: {self.log.read().decode()[-3000:]}")
+
+    def send_signal(self, number: int) -> None:
+        """To the worker and its work horses (RQ forks each job's process in a session of its own)."""
+        for pid in [*descendants(self.process.pid), self.process.pid]:
+            try:
+                os.kill(pid, number)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, number: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.send_signal(number)
+        self.process.wait(timeout=30)
+        self.log.close()
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found

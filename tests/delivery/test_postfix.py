@@ -17,7 +17,7 @@ from console.delivery.publish import publish_cycle
 from console.delivery.sender import send_batch
 from console.delivery.sweeper import sweep
 from console.models import ContactRecord, Delivery, DeliveryAttempt, WorkItem
-from tests.delivery.conftest import add_bill, new_customer
+from tests.delivery.conftest import WorkerProcess, add_bill, new_customer
 
 pytestmark = pytest.mark.postfix
 
@@ -206,36 +206,13 @@ def test_header_injection_and_address_tricks_never_reach_headers_or_envelope(mai
     assert "evil" not in log and "victim" not in log
 
 
-def _descendants(pid: int) -> list[int]:
-    from pathlib import Path
-
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def test_kill_9_of_a_worker_mid_batch_loses_nothing_and_duplicates_at_most_the_one_in_flight(
     mail_loop, loopback_postfix, own_redis
 ):
-    import os
     import signal
-    import subprocess
-    import sys
-    import tempfile
 
     from console import outbox
     from console.delivery.queueing import queue_queued_sends
-    from tests.conftest import TEST_REDIS_URL
 
     app = mail_loop
     app.config.update(SEND_BATCH_SIZE=1000, SEND_REENQUEUE_SECONDS=0)
@@ -254,78 +231,31 @@ def test_kill_9_of_a_worker_mid_batch_loses_nothing_and_duplicates_at_most_the_o
         assert outbox.handed_over(session) == 1  # one batch of 100
         session.close()
 
-    env = dict(
-        os.environ,
-        DATABASE_URL=app.extensions["billpost.engine"].url.render_as_string(hide_password=False),
-        REDIS_URL=TEST_REDIS_URL,
-        SMTP_HOST="127.0.0.1",
-        SMTP_PORT=str(loopback_postfix.port),
-        BOUNCE_DOMAIN="bounces.bills.test",
-        DELIVERY_LEASE_SECONDS="2",
-        SWEEP_SECONDS="2",
-        SEND_REENQUEUE_SECONDS="0",
-    )
-    log = tempfile.TemporaryFile()
-    worker = subprocess.Popen(
-        [sys.executable, "-c", "from console.cli import main; main()", "worker", "--burst"],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=log,
-    )
+    settings = {"DELIVERY_LEASE_SECONDS": "2", "SWEEP_SECONDS": "2", "SEND_REENQUEUE_SECONDS": "0"}
+    worker = WorkerProcess(app, loopback_postfix.port, burst=True, **settings)
     try:
         deadline = time.monotonic() + 60
-        while True:  # kill it once part of the batch is out
-            session = _session(app)
-            out = session.scalar(select(func.count(DeliveryAttempt.id)).where(DeliveryAttempt.sent_at.is_not(None)))
-            session.close()
-            if out >= 20:
-                break
-            if worker.poll() is not None:
-                log.seek(0)
-                raise AssertionError(f"the worker stopped: {log.read().decode()[-3000:]}")
+        while _sent(app) < 20:  # kill it once part of the batch is out
+            worker.check_alive()
             assert time.monotonic() < deadline, "the worker never got going"
             time.sleep(0.01)
     finally:
-        if worker.poll() is None:
-            # RQ's work horse (the process sending) runs in a session of its own: kill it too.
-            for pid in [*_descendants(worker.pid), worker.pid]:
-                os.kill(pid, signal.SIGKILL)
-        worker.wait()
-        log.close()
-    session = _session(app)
-    sent = session.scalar(select(func.count(DeliveryAttempt.id)).where(DeliveryAttempt.sent_at.is_not(None)))
-    assert sent < total, "the batch finished before the kill; nothing tested"
-    session.close()
+        worker.stop(signal.SIGKILL)
+    assert _sent(app) < total, "the batch finished before the kill; nothing tested"
 
     # A supervisor restarts the worker within 2 s. No sweep is called in-process: the restarted
     # worker arms the sweeper itself, which re-finds the unsent rows once the dead claim runs out.
-    log = tempfile.TemporaryFile()
     restarted_at = time.monotonic()
-    worker = subprocess.Popen(
-        [sys.executable, "-c", "from console.cli import main; main()", "worker"],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=log,
-    )
+    worker = WorkerProcess(app, loopback_postfix.port, **settings)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            session = _session(app)
-            out = session.scalar(select(func.count(DeliveryAttempt.id)).where(DeliveryAttempt.sent_at.is_not(None)))
-            session.close()
-            if out >= total - 1:
-                break
-            if worker.poll() is not None:
-                log.seek(0)
-                raise AssertionError(f"the restarted worker stopped: {log.read().decode()[-3000:]}")
-            assert time.monotonic() < deadline, f"not recovered 60 s after the restart: {out} of {total} sent"
+        while (out := _sent(app)) < total - 1:
+            worker.check_alive()
+            assert time.monotonic() - restarted_at < 60, f"not recovered 60 s after the restart: {out} of {total} sent"
             time.sleep(0.2)
         recovery = time.monotonic() - restarted_at
         assert recovery < 30, recovery  # one lease (2 s) + one sweep period (2 s) + sending, with room
     finally:
-        for pid in [*_descendants(worker.pid), worker.pid]:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        worker.wait(timeout=30)
-        log.close()
+        worker.stop()
 
     session = _session(app)
     deliveries = session.scalars(select(Delivery).where(Delivery.channel == "email")).all()
@@ -349,3 +279,11 @@ def test_kill_9_of_a_worker_mid_batch_loses_nothing_and_duplicates_at_most_the_o
 
 def _deadline_counts(counts: dict) -> tuple:
     return counts["resend_queued"], counts["escalated"], counts["to_send"]
+
+
+def _sent(app) -> int:  # noqa: ANN001
+    session = _session(app)
+    try:
+        return session.scalar(select(func.count(DeliveryAttempt.id)).where(DeliveryAttempt.sent_at.is_not(None)))
+    finally:
+        session.close()

@@ -8,11 +8,6 @@ and every unfinished chunk.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 
 import pytest
@@ -26,38 +21,9 @@ from console.db import utcnow
 from console.delivery.publish import publish_cycle
 from console.delivery.queueing import queue_queued_sends
 from console.models import Bill, DeliveryAttempt
-from tests.delivery.conftest import add_bill, new_customer
-from tests.delivery.test_postfix import _descendants
+from tests.delivery.conftest import WorkerProcess, add_bill, new_customer
 
 pytestmark = pytest.mark.postfix
-
-
-def _worker(app, loopback_postfix, log):  # noqa: ANN001, ANN202
-    from tests.conftest import TEST_REDIS_URL
-
-    env = dict(
-        os.environ,
-        DATABASE_URL=app.extensions["billpost.engine"].url.render_as_string(hide_password=False),
-        REDIS_URL=TEST_REDIS_URL,
-        SMTP_HOST="127.0.0.1",
-        SMTP_PORT=str(loopback_postfix.port),
-        BOUNCE_DOMAIN="bounces.bills.test",
-        SWEEP_SECONDS="2",
-        SEND_REENQUEUE_SECONDS="0",
-    )
-    return subprocess.Popen(
-        [sys.executable, "-c", "from console.cli import main; main()", "worker"],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=log,
-    )
-
-
-def _stop(worker) -> None:  # noqa: ANN001
-    for pid in [*_descendants(worker.pid), worker.pid]:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    worker.wait(timeout=30)
 
 
 def test_flushall_loses_no_send_and_no_chunk(mail_loop, loopback_postfix, own_redis):
@@ -82,8 +48,7 @@ def test_flushall_loses_no_send_and_no_chunk(mail_loop, loopback_postfix, own_re
     assert len(chunks) >= 4
     own_redis.flushall()  # Redis restarted without persistence: every queued job is gone
 
-    log = tempfile.TemporaryFile()
-    worker = _worker(app, loopback_postfix, log)
+    worker = WorkerProcess(app, loopback_postfix.port, SWEEP_SECONDS="2", SEND_REENQUEUE_SECONDS="0")
     started = time.monotonic()
     try:
         while True:
@@ -93,14 +58,11 @@ def test_flushall_loses_no_send_and_no_chunk(mail_loop, loopback_postfix, own_re
             session.close()
             if sent == total and report["status"] == "generated":
                 break
-            if worker.poll() is not None:
-                log.seek(0)
-                raise AssertionError(f"the worker stopped: {log.read().decode()[-3000:]}")
+            worker.check_alive()
             assert time.monotonic() - started < 60, (sent, report["status"], report["chunks"])
             time.sleep(0.3)
     finally:
-        _stop(worker)
-        log.close()
+        worker.stop()
     session = factory()
     attempts = session.scalars(select(DeliveryAttempt)).all()
     assert len(attempts) == total and {a.attempt_no for a in attempts} == {1}  # each sent once
