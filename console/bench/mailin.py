@@ -1,5 +1,6 @@
-"""`console bench mailin`: delivery reports over SMTP to the receiver, reports/s to confirmation, and
-one 20 MB message (adds bench rows: use a scratch database)."""
+"""`console bench mailin`: delivery reports over SMTP to the receiver — RFC 3464 `delivered` reports
+and qmail text bounces —, reports/s to confirmation and the receiver's CPU ms per report, and one
+20 MB message (adds bench rows: use a scratch database)."""
 
 from __future__ import annotations
 
@@ -64,9 +65,31 @@ def _bench_attempts(session, count: int, tag: str) -> list:  # noqa: ANN001
     return attempts
 
 
+TEXT_BOUNCE = (
+    "From: MAILER-DAEMON@qmail.isp.test\r\nTo: {verp}\r\nSubject: failure notice\r\n"
+    "Date: Wed, 15 Jan 2031 10:20:30 +0800\r\nMessage-ID: <qsbmf.{token}@qmail.isp.test>\r\n\r\n"
+    "Hi. This is the qmail-send program at qmail.isp.test.\r\n"
+    "I'm afraid I wasn't able to deliver your message to the following addresses.\r\n"
+    "This is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n"
+    "<{address}>:\r\n198.51.100.7 does not like recipient.\r\n"
+    "Remote host said: 550 5.1.1 <{address}>: Recipient address rejected: User unknown\r\n"
+    "Giving up on 198.51.100.7.\r\n\r\n--- Below this line is a copy of the message.\r\n\r\n"
+    "Return-Path: <{verp}>\r\nMessage-ID: {message_id}\r\nTo: {address}\r\nSubject: bill\r\n\r\nbill\r\n"
+)
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_bench(app: Flask, reports_count: int, connections: int):  # noqa: ANN201
-    """Delivered reports over SMTP to the receiver on `connections` parallel connections: reports/s
-    from the first MAIL FROM to the last 250 (each 250 comes after the commit), then one 20 MB report."""
+    """Reports over SMTP to the receiver on `connections` parallel connections, first RFC 3464
+    `delivered` reports, then qmail text bounces (read from text, a work item each): reports/s from
+    the first MAIL FROM to the last 250 (each 250 comes after the commit) and the receiver's CPU ms
+    per report (this process's CPU less the SMTP clients' own threads); then one 20 MB report."""
     import resource
     import smtplib
     import time
@@ -82,45 +105,56 @@ def run_bench(app: Flask, reports_count: int, connections: int):  # noqa: ANN201
     with app.app_context():
         session = app.extensions["billpost.session_factory"]()
         try:
-            attempts = _bench_attempts(session, reports_count, tag)
-            jobs = []
-            for attempt, address in attempts:
-                raw = build_report(
-                    mail_from=f"bounces+{attempt.token}@{domain}", envid=attempt.envid, arrival=utcnow(),
-                    blocks=[{"final_recipient": address, "original_recipient": f"rfc822;{address}",
-                             "action": "delivered", "status": "2.0.0", "diagnostic": "smtp; 250 2.0.0 Ok",
-                             "remote_mta": None}],
-                    original_headers=f"Message-ID: {attempt.message_id}\nTo: {address}\n",
-                )
-                jobs.append((raw, f"bounces+{attempt.token}@{domain}"))
-            ids = [attempt.delivery_id for attempt, _ in attempts]
+            attempts = _bench_attempts(session, 2 * reports_count, tag)
+            runs: dict[str, list] = {"RFC 3464 delivered reports": [], "text bounces (qmail)": []}
+            for n, (attempt, address) in enumerate(attempts):
+                verp = f"bounces+{attempt.token}@{domain}"
+                if n < reports_count:
+                    raw = build_report(
+                        mail_from=verp, envid=attempt.envid, arrival=utcnow(),
+                        blocks=[{"final_recipient": address, "original_recipient": f"rfc822;{address}",
+                                 "action": "delivered", "status": "2.0.0", "diagnostic": "smtp; 250 2.0.0 Ok",
+                                 "remote_mta": None}],
+                        original_headers=f"Message-ID: {attempt.message_id}\nTo: {address}\n",
+                    )
+                    runs["RFC 3464 delivered reports"].append((raw, verp, attempt.delivery_id))
+                else:
+                    raw = TEXT_BOUNCE.format(verp=verp, token=attempt.token, address=address,
+                                             message_id=attempt.message_id).encode()
+                    runs["text bounces (qmail)"].append((raw, verp, attempt.delivery_id))
         finally:
             session.close()
-    yield f"{reports_count} deliveries waiting for confirmation seeded ({app.extensions['billpost.engine'].dialect.name})"
+    yield f"{2 * reports_count} deliveries waiting for confirmation seeded ({app.extensions['billpost.engine'].dialect.name})"
     receiver = start_receiver(app, "127.0.0.1", free_port())
 
-    def client(chunk: list[tuple[bytes, str]]) -> None:
+    def client(chunk: list[tuple[bytes, str, int]]) -> float:
+        started = time.thread_time()
         with smtplib.SMTP(receiver.host, receiver.port, timeout=120) as conn:
-            for raw, rcpt in chunk:
+            for raw, rcpt, _ in chunk:
                 conn.sendmail("", [rcpt], raw)
+        return time.thread_time() - started
 
     try:
-        started = time.perf_counter()
-        with ThreadPoolExecutor(connections) as pool:
-            list(pool.map(client, [jobs[i::connections] for i in range(connections)]))
-        elapsed = time.perf_counter() - started
-        with app.app_context():
-            session = app.extensions["billpost.session_factory"]()
-            try:
-                confirmed = session.scalar(
-                    select(func.count()).select_from(Delivery).where(Delivery.id.in_(ids), Delivery.status == "confirmed")
-                )
-            finally:
-                session.close()
-        yield (f"{reports_count} delivered reports over {connections} connection(s): {elapsed:.2f} s, "
-               f"{reports_count / elapsed:.0f} reports/s, {elapsed / reports_count * 1000:.1f} ms each; "
-               f"{confirmed} deliveries confirmed")
-        big = jobs[0][0] + b"\r\n" + (b"Z" * 900 + b"\r\n") * (20 * 1024 * 1024 // 902)
+        for label, jobs in runs.items():
+            cpu_before, started = _cpu_seconds(), time.perf_counter()
+            with ThreadPoolExecutor(connections) as pool:
+                client_cpu = sum(pool.map(client, [jobs[i::connections] for i in range(connections)]))
+            elapsed = time.perf_counter() - started
+            receiver_cpu = _cpu_seconds() - cpu_before - client_cpu
+            ids = [delivery_id for _, _, delivery_id in jobs]
+            with app.app_context():
+                session = app.extensions["billpost.session_factory"]()
+                try:
+                    by_status = dict(session.execute(
+                        select(Delivery.status, func.count()).where(Delivery.id.in_(ids)).group_by(Delivery.status)
+                    ).all())
+                finally:
+                    session.close()
+            yield (f"{reports_count} {label} over {connections} connection(s): {elapsed:.2f} s, "
+                   f"{reports_count / elapsed:.0f} reports/s, {elapsed / reports_count * 1000:.1f} ms each, "
+                   f"receiver CPU {receiver_cpu / reports_count * 1000:.2f} ms per report; "
+                   f"{by_status.get('confirmed', 0)} deliveries confirmed, {by_status.get('failed', 0)} failed")
+        big = runs["RFC 3464 delivered reports"][0][0] + b"\r\n" + (b"Z" * 900 + b"\r\n") * (20 * 1024 * 1024 // 902)
         started = time.perf_counter()
         with smtplib.SMTP(receiver.host, receiver.port, timeout=120) as conn:
             conn.sendmail("", [f"bounces+bench-big@{domain}"], big)
@@ -135,6 +169,7 @@ def run_bench(app: Flask, reports_count: int, connections: int):  # noqa: ANN201
 @click.option("--connections", default=4, show_default=True, help="Parallel SMTP connections (Postfix uses several).")
 @with_appcontext
 def bench_mailin_command(reports_count: int, connections: int) -> None:
-    """Report intake over SMTP: reports/s to confirmation (adds bench rows: use a scratch database)."""
+    """Report intake over SMTP: reports/s and receiver CPU ms per report, RFC 3464 and text bounces
+    (adds bench rows: use a scratch database)."""
     for line in run_bench(current_app._get_current_object(), reports_count, max(1, connections)):
         click.echo(line)

@@ -25,15 +25,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parseaddr
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from console.db import utcnow
-from console.delivery import policy, reports
+from console.delivery import reports
 from console.delivery.policy import (
     AttemptRow,
     apply_report_row,
-    attempt_rows,
+    attempt_rows_by,
     record_auto_reply,
     record_complaint,
 )
@@ -43,7 +43,22 @@ from console.models.mailin import InboundMessage, InboundReportRecipient
 CONFIRMING_ACTIONS = ("delivered", "relayed", "expanded")
 KEEP_BYTES = 2 * 1024 * 1024
 INBOUND = InboundMessage.__table__
-INBOUND_RECIPIENTS = InboundReportRecipient.__table__  # raw bytes kept per message (MAILIN_KEEP_BYTES)
+INBOUND_RECIPIENTS = InboundReportRecipient.__table__
+_MESSAGE_COLUMNS = ("sha256", "source", "mail_from", "rcpt_tos", "received_at", "size", "raw", "truncated", "subject",
+                    "from_header", "message_id", "classification", "reason", "quarantined", "created_at")
+_BLOCK_COLUMNS = ("position", "final_recipient", "original_recipient", "action", "status", "diagnostic", "remote_mta",
+                  "attempt_id", "matched_by", "evidence", "applied", "note")
+# Built once (see console.delivery.policy): the message, and on PostgreSQL the message with its one
+# recipient block as a CTE of the block's INSERT.
+_STORE = insert(INBOUND).values(
+    {name: bindparam(f"m_{name}", type_=INBOUND.c[name].type) for name in _MESSAGE_COLUMNS}
+).returning(INBOUND.c.id)
+_STORED = _STORE.cte("message_stored")
+_STORE_WITH_BLOCK = insert(INBOUND_RECIPIENTS).from_select(
+    ["inbound_id", *_BLOCK_COLUMNS],
+    select(_STORED.c.id, *(bindparam(f"r_{name}", type_=INBOUND_RECIPIENTS.c[name].type) for name in _BLOCK_COLUMNS)),
+    include_defaults=False,
+).returning(INBOUND_RECIPIENTS.c.inbound_id)  # raw bytes kept per message (MAILIN_KEEP_BYTES)
 
 
 @dataclass
@@ -79,7 +94,7 @@ def _attempts_by(session: Session, column, values: list[str]) -> list[AttemptRow
     values = [v for v in values if v]
     if not values:
         return []
-    return attempt_rows(session, policy.ATTEMPTS.c[column.key].in_(values))
+    return attempt_rows_by(session, column.key, values)
 
 
 def _address_of(attempt: AttemptRow) -> str:
@@ -239,26 +254,32 @@ def process_inbound(
     # second INSERT (or commit) fail; the receiver answers 451 and the retry finds the first copy.
     # Core statements: the hot path of every report (console.delivery.policy's module notes).
     connection = session.connection()
-    message_id = connection.execute(
-        insert(INBOUND).values(
-            sha256=digest,
-            source=source[:8],
-            mail_from=_clean(mail_from),
-            rcpt_tos=[_clean(r) for r in (rcpt_tos or [])[:100]],
-            received_at=received_at,
-            size=len(raw),
-            raw=raw[:keep_bytes],
-            truncated=len(raw) > keep_bytes,
-            subject=parsed.subject,
-            from_header=parsed.from_header,
-            message_id=parsed.message_id,
-            classification=classification,
-            reason=reason,
-            quarantined=quarantined,
-        ).returning(INBOUND.c.id)
-    ).scalar_one()
-    if rows:
-        connection.execute(insert(INBOUND_RECIPIENTS), [dict(row, inbound_id=message_id) for row in rows])
+    stored = {
+        "sha256": digest,
+        "source": source[:8],
+        "mail_from": _clean(mail_from),
+        "rcpt_tos": [_clean(r) for r in (rcpt_tos or [])[:100]],
+        "received_at": received_at,
+        "size": len(raw),
+        "raw": raw[:keep_bytes],
+        "truncated": len(raw) > keep_bytes,
+        "subject": parsed.subject,
+        "from_header": parsed.from_header,
+        "message_id": parsed.message_id,
+        "classification": classification,
+        "reason": reason,
+        "quarantined": quarantined,
+        "created_at": utcnow(),
+    }
+    params = {f"m_{name}": value for name, value in stored.items()}
+    if len(rows) == 1 and connection.dialect.name == "postgresql":
+        # The usual report (one recipient): the message and its block in one statement.
+        params.update({f"r_{name}": value for name, value in rows[0].items()})
+        message_id = connection.execute(_STORE_WITH_BLOCK, params).scalar_one()
+    else:
+        message_id = connection.execute(_STORE, params).scalar_one()
+        if rows:
+            connection.execute(insert(INBOUND_RECIPIENTS), [dict(row, inbound_id=message_id) for row in rows])
 
     for attempt, block, other in to_apply:
         apply_report_row(session, attempt, block.action, block.status, block.diagnostic, received_at,

@@ -69,4 +69,6 @@ def test_bench_mailin_prints_its_figures(committed_app):
     result = committed_app.test_cli_runner().invoke(args=["bench", "mailin", "--reports", "3", "--connections", "2"])
     assert result.exit_code == 0, result.output
     assert "3 deliveries confirmed" in result.output and "reports/s" in result.output
+    assert "3 text bounces (qmail)" in result.output and "0 deliveries confirmed, 3 failed" in result.output
+    assert "CPU" in result.output and "ms per report" in result.output
     assert "one 20 MB message" in result.output
