@@ -9,7 +9,7 @@ from datetime import timedelta
 from email import policy as email_policy
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from console.audit import Actor
@@ -277,3 +277,83 @@ def test_the_sent_record_is_one_atomic_write_and_spares_a_settled_delivery(commi
         for delivery_id in ids:
             attempt = check.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery_id)).one()
             assert attempt.sent_at is not None and attempt.smtp_response == "250 2.0.0 Ok: queued"
+
+
+class _SlowSink:
+    """An SMTP server that takes `delay` seconds over each message's content."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.message_ids: list[str] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201, N802
+        import asyncio
+        import email
+
+        await asyncio.sleep(self.delay)
+        self.message_ids.append(email.message_from_bytes(envelope.original_content)["Message-ID"])
+        return "250 2.0.0 Ok: queued"
+
+
+def test_a_send_job_run_again_after_it_succeeded_sends_nothing_and_opens_no_item(committed, smtp_sink):
+    """RQ may flag a job failed after it succeeded and run it again: the database says what is done."""
+    from console.models import WorkItem
+
+    app = committed
+    config = dict(app.config, SMTP_HOST="127.0.0.1", SMTP_PORT=smtp_sink.port)
+    session = app.extensions["billpost.session_factory"]()
+    ids = [d.id for _ in range(3) for d in _publish(session)]
+    before = len(smtp_sink.messages)
+    with app.app_context():
+        assert send_batch(session, ids, config)["sent"] == 3
+        again = send_batch(session, ids, config)
+    assert again["sent"] == 0 and again["skipped"] == 3
+    assert len(smtp_sink.messages) - before == 3
+    assert session.scalar(select(func.count(WorkItem.id))) == 0
+    session.close()
+
+
+def test_a_batch_stopped_by_its_job_timeout_keeps_what_it_sent_and_the_rest_is_picked_up(committed, own_redis):
+    """A real RQ job with a 1 s timeout over a relay that takes 0.3 s a message: RQ stops it midway.
+    What went out stays sent; the rest is sent once the stopped sender's lease runs out."""
+    import time
+
+    from aiosmtpd.controller import Controller
+    from rq import SimpleWorker
+
+    from console.delivery.queueing import SEND_JOB
+    from console.devtools.ports import free_port
+    from console.queues import get_queue
+
+    sink, port = _SlowSink(0.3), free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        app = committed
+        app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=port, DELIVERY_LEASE_SECONDS=1)
+        session = app.extensions["billpost.session_factory"]()
+        ids = [d.id for _ in range(10) for d in _publish(session)]
+        queue = get_queue("delivery", app)
+        queue.enqueue(SEND_JOB, args=(ids,), job_id="timeout-test", job_timeout=1)
+        SimpleWorker([queue], connection=own_redis, serializer=queue.serializer).work(burst=True)
+        assert queue.failed_job_registry.get_job_ids() == ["timeout-test"]
+        session.rollback()  # a fresh snapshot (SQLite keeps the read transaction _publish began)
+        statuses = {d.id: d.status for d in session.scalars(select(Delivery).where(Delivery.id.in_(ids)))}
+        sent = [i for i, status in statuses.items() if status == "sent"]
+        assert 0 < len(sent) < len(ids), (statuses, sink.message_ids)
+
+        time.sleep(1.1)  # the stopped sender's lease runs out
+        counts = sweep(session, utcnow(), app.config)
+        session.commit()
+        assert set(counts["to_send"]) == set(ids) - set(sent)
+        with app.app_context():
+            send_batch(session, counts["to_send"], app.config)
+        session.rollback()
+        assert {d.status for d in session.scalars(select(Delivery).where(Delivery.id.in_(ids)))} == {"sent"}
+        attempts = session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(ids))).all()
+        assert len(attempts) == len(ids)  # one attempt each: the stop cost no resend
+        assert set(sink.message_ids) == {a.message_id for a in attempts}  # nothing lost
+        assert len(sink.message_ids) - len(set(sink.message_ids)) <= 1  # at most the one in flight twice
+        session.close()
+    finally:
+        controller.stop()
