@@ -60,6 +60,8 @@ def from_environment(env: Mapping[str, str] = os.environ) -> dict:
         "LANGUAGES": ["zh", "en"],
         # Billing
         "DUE_DAYS": int(env.get("DUE_DAYS", "15")),
+        # The customer always has at least this many days between a bill's issue and due dates.
+        "MIN_PAYMENT_DAYS": int(env.get("MIN_PAYMENT_DAYS", "10")),
         "COLLECTIVE_WINDOW_DAYS": int(env.get("COLLECTIVE_WINDOW_DAYS", "7")),
         "CYCLE_CHUNK_SIZE": int(env.get("CYCLE_CHUNK_SIZE", "1000")),
         # Late fees (滞纳金): daily rates on amounts unpaid after their due date.

@@ -8,8 +8,9 @@ the account manager's pins respected; points with nothing read join the earliest
 Each point's bill is worked out by the same `compute_point_bill` as an ordinary point bill; the
 collective bill is the sum of them (totals to the fen, since every part is already in fen), and it
 carries every part's lines (with their service point) and every part's ledger entries, so each
-entry is billed exactly once, on the collective bill. One due date per collective bill: the group's
-latest read date + DUE_DAYS (no read at all: the bill date + DUE_DAYS).
+entry is billed exactly once, on the collective bill. One issue and one due date per collective bill,
+by the rule of console/billing/dates.py: issued on the latest of its parts' issue dates, due the
+group's latest read date + DUE_DAYS, never sooner than MIN_PAYMENT_DAYS after the issue.
 
 Deterministic keys make re-runs idempotent: the group's unit_key is "G" + its smallest point number
 and its bill number is that point's own bill number (a point is on one bill only, so neither can
@@ -23,9 +24,10 @@ and then all pins if need be — the bill still goes out.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 
+from console.billing import dates
 from console.billing.grouping import PinConflict, group_points
 from console.money import ZERO
 
@@ -83,7 +85,7 @@ def _groups(reads: dict[str, date | None], window: int, account: CollectiveAccou
 def build(customer_id: int, parts: list[tuple], settings: dict, account: CollectiveAccount) -> list[tuple]:
     """The collective bills of one customer: `parts` are (inputs, point bill, unit_key, bill_no) of its
     points billed this cycle; returns (CollectiveBill, unit_key, bill_no) per group."""
-    due_days = int(settings["DUE_DAYS"])
+    due_days, min_days = int(settings["DUE_DAYS"]), int(settings["MIN_PAYMENT_DAYS"])
     by_no = {inputs.point_no: (inputs, bill, bill_no) for inputs, bill, _unit, bill_no in parts}
     reads = {point_no: bill.read_date for point_no, (_i, bill, _n) in by_no.items()}
     out = []
@@ -93,11 +95,12 @@ def build(customer_id: int, parts: list[tuple], settings: dict, account: Collect
         read_dates = [b.read_date for b in bills if b.read_date is not None]
         read_date = max(read_dates) if read_dates else None
         first = bills[0]
+        issued = max(b.bill_date for b in bills)
         out.append((
             CollectiveBill(
                 customer_id=customer_id, group_key="G" + group[0], customer_type=members[0][0].customer_type,
-                template=f"{members[0][0].customer_type}_collective", bill_date=first.bill_date,
-                due_date=(read_date or first.bill_date) + timedelta(days=due_days), read_date=read_date,
+                template=f"{members[0][0].customer_type}_collective", bill_date=issued,
+                due_date=dates.due_date(issued, read_date, due_days, min_days), read_date=read_date,
                 previous_balance=_sum(b.previous_balance for b in bills),
                 payments_total=_sum(b.payments_total for b in bills),
                 charges_total=_sum(b.charges_total for b in bills),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from rq import Retry
 from sqlalchemy import func, select, update
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from console import outbox
 from console.audit import Actor, record_audit
+from console.billing import dates
 from console.billing.generation import generate_chunk, period_bounds
 from console.db import utcnow
 from console.delivery.counts import delivery_counts
@@ -42,14 +44,17 @@ def get_cycle(session: Session, period: str) -> Cycle | None:
     return session.scalar(select(Cycle).where(Cycle.period == period))
 
 
-def open_cycle(session: Session, period: str, actor: Actor, bill_date: date | None = None) -> Cycle:
-    """Open the cycle of `period` (bill date: the month's last day unless given). Opening twice is harmless."""
+def open_cycle(
+    session: Session, period: str, actor: Actor, bill_date: date | None = None, today: date | None = None
+) -> Cycle:
+    """Open the cycle of `period`. Bill date unless given: `today` (default: the system date) when it
+    lies in the period, else the period's last day (console/billing/dates.py). Opening twice is harmless."""
     parse_period(period)
     cycle = get_cycle(session, period)
     if cycle is not None:
         return cycle
     start, end = period_bounds(period)
-    bill_date = bill_date or end
+    bill_date = bill_date or dates.default_bill_date(start, end, today or date.today())
     if bill_date < start:
         raise CycleError(f"bill date {bill_date} is before the period {period}")
     cycle = Cycle(period=period, bill_date=bill_date, status=CycleStatus.OPEN, opened_by_id=actor.user_id)
@@ -238,4 +243,10 @@ def publish(session: Session, period: str, actor: Actor, config: Mapping, now: d
         raise CycleError(f"no cycle {period}")
     if cycle.status not in (CycleStatus.GENERATED, CycleStatus.PUBLISHED):
         raise CycleError(f"cycle {period} is {cycle.status}: generate it completely first")
-    return publish_and_queue(session, cycle.id, actor, now or utcnow(), config)
+    now = now or utcnow()
+    today = now.astimezone(ZoneInfo(config["BABEL_DEFAULT_TIMEZONE"])).date()
+    redated = dates.redate_for_publish(session, cycle.id, today, int(config["MIN_PAYMENT_DAYS"]))
+    if redated:
+        record_audit(session, actor, "cycle.redate", "cycle", cycle.id, after={"bills": redated,
+                                                                             "issued": today.isoformat()})
+    return publish_and_queue(session, cycle.id, actor, now, config)

@@ -15,13 +15,13 @@ from __future__ import annotations
 import calendar
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 
 from sqlalchemy import Integer, bindparam, column, func, select, update, values
 from sqlalchemy.orm import Session
 
-from console.billing import collective, rating
+from console.billing import collective, dates, rating
 from console.billing.tariffs import load_versions
 from console.db import bulk_insert
 from console.models import Customer, ServicePoint
@@ -126,7 +126,6 @@ def compute_point_bill(
     inputs: PointInputs, tariffs: list[rating.TariffVersion], settings: dict
 ) -> PointBill | None:
     """One service point's bill for one period, or None when there is nothing to bill."""
-    due_days = int(settings["DUE_DAYS"])
     entries = list(inputs.entries)
     read_date = None
     used = rating.consumption(inputs.previous_read, inputs.reads) if inputs.reads else None
@@ -210,7 +209,8 @@ def compute_point_bill(
     current = inputs.previous_balance - payments + charges + adjustments - deposit_applied
 
     bill_type = _bill_type(inputs, entries, used is not None)
-    due_date = (read_date or inputs.bill_date) + timedelta(days=due_days)
+    issued = dates.issue_date(inputs.bill_date, read_date)
+    due_date = dates.due_date(issued, read_date, int(settings["DUE_DAYS"]), int(settings["MIN_PAYMENT_DAYS"]))
     lines = []
     if inputs.previous_balance:
         lines.append({"kind": "previous_balance", "description": "previous balance",
@@ -227,7 +227,7 @@ def compute_point_bill(
                       "details": details})
     return PointBill(
         point_id=inputs.point_id, customer_id=inputs.customer_id, bill_type=bill_type,
-        customer_type=inputs.customer_type, template=f"{inputs.customer_type}_{bill_type}", bill_date=inputs.bill_date, due_date=due_date,
+        customer_type=inputs.customer_type, template=f"{inputs.customer_type}_{bill_type}", bill_date=issued, due_date=due_date,
         read_date=read_date, previous_balance=inputs.previous_balance, payments_total=payments,
         charges_total=charges, adjustments_total=adjustments, deposit_applied=deposit_applied,
         current_balance=current,

@@ -217,7 +217,7 @@ def test_export_json_has_every_bill_with_lines_due_date_type_and_totals(runner, 
     result = runner.invoke(args=["bills", "export", "2026-11", "--format", "json"])
     assert result.exit_code == 0, result.output
     (bill,) = json.loads(result.output)
-    assert bill["bill_no"] == generated.bill_no and bill["due_date"] == "2026-11-25"
+    assert bill["bill_no"] == generated.bill_no and bill["due_date"] == "2026-12-10"
     assert bill["bill_type"] == "regular" and bill["current_balance"] == "94.18"  # 100 x 0.6418 = 64.18 + 30
     assert [(line["kind"], line["amount"]) for line in bill["lines"]] == [("electricity", "64.18"),
                                                                         ("inspection", "30.00")]
@@ -231,7 +231,7 @@ def test_export_csv_is_one_row_per_line_with_safe_cells(runner, generated, tmp_p
     rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
     assert [r["line_kind"] for r in rows] == ["electricity", "inspection"]
     assert rows[0]["customer_name"].startswith("'=")  # a formula is neutralised
-    assert rows[0]["due_date"] == "2026-11-25" and rows[1]["line_amount"] == "30.00"
+    assert rows[0]["due_date"] == "2026-12-10" and rows[1]["line_amount"] == "30.00"
     assert "110101199003071234" not in out.read_text(encoding="utf-8")
 
 

@@ -39,26 +39,27 @@ def test_residential_regular_with_tiers_late_fee_and_payment_oldest_first(billin
     for on, total in [("2026-08-10", "0"), ("2026-09-10", "100"), ("2026-10-10", "300"), ("2026-11-10", "400")]:
         billing.read(point, on, total)
 
-    (sept,) = billing.run("2026-09")
+    # on schedule: each cycle's bills issued two days after the read
+    (sept,) = billing.run("2026-09", "2026-09-12")
     # 100 kWh x 0.5283 = 52.83, due on the read date + 15 days
     assert (sept.current_balance, sept.due_date, sept.bill_type) == (D("52.83"), date(2026, 9, 25), "regular")
 
-    (octo,) = billing.run("2026-10")
-    # unpaid 52.83 x 0.001 x 36 days (09-25 .. 10-31) = 1.90188 -> 1.90; 200 kWh x 0.5283 = 105.66
-    assert kinds(octo) == {"previous_balance": D("52.83"), "electricity": D("105.66"), "late_fee": D("1.90")}
-    assert octo.current_balance == D("160.39")
+    (octo,) = billing.run("2026-10", "2026-10-12")
+    # unpaid 52.83 x 0.001 x 17 days (09-25 .. 10-12) = 0.89811 -> 0.90; 200 kWh x 0.5283 = 105.66
+    assert kinds(octo) == {"previous_balance": D("52.83"), "electricity": D("105.66"), "late_fee": D("0.90")}
+    assert octo.current_balance == D("159.39")
 
     billing.entry(point, "payment", "-100.00", "2026-11-05", reference="PAY-1")
-    (nov,) = billing.run("2026-11")
-    # 160.39 - 100 = 60.39 still owed, all of it on October's bill (payments settle the oldest first):
-    # 60.39 x 0.001 x 36 days (10-25 .. 11-30) = 2.17404 -> 2.17; 100 kWh = 52.83
-    assert kinds(nov) == {"previous_balance": D("160.39"), "payment": D("-100.00"), "electricity": D("52.83"),
-                          "late_fee": D("2.17")}
-    assert nov.current_balance == D("115.39")
-    assert nov.payments_total == D("100.00") and nov.charges_total == D("55.00")
+    (nov,) = billing.run("2026-11", "2026-11-12")
+    # 159.39 - 100 = 59.39 still owed, all of it on October's bill (payments settle the oldest first):
+    # 59.39 x 0.001 x 18 days (10-25 .. 11-12) = 1.06902 -> 1.07; 100 kWh = 52.83
+    assert kinds(nov) == {"previous_balance": D("159.39"), "payment": D("-100.00"), "electricity": D("52.83"),
+                          "late_fee": D("1.07")}
+    assert nov.current_balance == D("113.29")
+    assert nov.payments_total == D("100.00") and nov.charges_total == D("53.90")
     assert (nov.due_date, nov.read_date, nov.template) == (date(2026, 11, 25), date(2026, 11, 10), "residential_regular")
     fee = next(line for line in nov.lines if line.kind == "late_fee")
-    assert fee.details["fees"][0]["bill_no"] == octo.bill_no and fee.details["fees"][0]["days"] == 36
+    assert fee.details["fees"][0]["bill_no"] == octo.bill_no and fee.details["fees"][0]["days"] == 18
     electricity = next(line for line in nov.lines if line.kind == "electricity")
     assert electricity.details["consumption_kwh"] == "100.00"
     assert electricity.details["previous_read"]["date"] == "2026-10-10"
@@ -78,7 +79,7 @@ def test_residential_time_of_use(billing, make_customer, db):
     billing.read(point, "2026-11-12", "1300", peak="720", valley="500")
     (bill,) = billing.run("2026-11")
     # 300 kWh, 100 valley: 200 x 0.5583 = 111.66 + 100 x 0.3583 = 35.83
-    assert bill.current_balance == D("147.49") and bill.due_date == date(2026, 11, 27)
+    assert bill.current_balance == D("147.49") and bill.due_date == date(2026, 12, 10)  # issued 11-30: + MIN_PAYMENT_DAYS
 
 
 def test_commercial_non_metered_bill_is_due_from_the_bill_date(billing, make_customer):
@@ -101,7 +102,7 @@ def test_commercial_regular_three_bands_with_inspection_fee(billing, make_custom
     (bill,) = billing.run("2026-11")
     # 427.88 + 224.63 + 73.48 = 725.99; + 80.00 inspection
     assert kinds(bill) == {"electricity": D("725.99"), "inspection": D("80.00")}
-    assert bill.template == "commercial_regular" and bill.due_date == date(2026, 11, 23)
+    assert bill.template == "commercial_regular" and bill.due_date == date(2026, 12, 10)  # 11-30 + 10
 
 
 def test_adjustment_bill_corrects_an_earlier_period(billing, make_customer):
@@ -128,7 +129,7 @@ def test_installment_bill_shows_the_plan(billing, make_customer, db):
     assert kinds(bill) == {"electricity": D("105.66"), "installment": D("333.33")}
     line = next(line for line in bill.lines if line.kind == "installment")
     assert (line.details["number"], line.details["of"], line.details["remaining"]) == (2, 3, "333.34")
-    assert bill.current_balance == D("438.99") and bill.due_date == date(2026, 11, 30)
+    assert bill.current_balance == D("438.99") and bill.due_date == date(2026, 12, 10)  # 11-30 + 10
 
 
 @pytest.mark.parametrize(("deposit", "applied", "balance", "refund"), [
@@ -161,11 +162,11 @@ def test_a_point_with_nothing_to_bill_gets_no_bill_and_several_points_get_severa
     billing.read(billing.point(two, 0), "2026-11-10", "10")
     billing.read(billing.point(two, 1), "2026-10-20", "0")
     billing.read(billing.point(two, 1), "2026-11-20", "10")
-    bills = billing.run("2026-11")
+    bills = billing.run("2026-11", "2026-11-21")
     assert {b.customer_id for b in bills} == {two.id} and idle.id not in {b.customer_id for b in bills}
-    # one bill per point, each with its own read and due date
+    # one bill per point, each with its own read and due date (at least MIN_PAYMENT_DAYS after the issue)
     assert sorted((b.unit_key, b.due_date) for b in bills) == sorted(
-        [(f"P{billing.point(two, 0).id}", date(2026, 11, 25)), (f"P{billing.point(two, 1).id}", date(2026, 12, 5))]
+        [(f"P{billing.point(two, 0).id}", date(2026, 12, 1)), (f"P{billing.point(two, 1).id}", date(2026, 12, 5))]
     )
     assert sorted(b.bill_no[-2:] for b in bills) == ["01", "02"]
 

@@ -73,9 +73,11 @@ def test_balance_adds_up_and_there_is_one_due_date(inputs):
         bill.previous_balance - bill.payments_total + bill.charges_total + bill.adjustments_total - bill.deposit_applied
     )
     assert sum((line["amount"] for line in bill.lines), D("0.00")) == bill.current_balance
-    # one due date, shared by every charge: the read date + DUE_DAYS, or the bill date + DUE_DAYS
+    # one due date, shared by every charge: the read date + DUE_DAYS, or the bill date + DUE_DAYS, never
+    # sooner than MIN_PAYMENT_DAYS after the issue (tests/billing/test_dates.py has the date properties)
     anchor = max(r.read_date for r in inputs.reads) if inputs.reads else inputs.bill_date
-    assert bill.due_date == anchor + timedelta(days=SETTINGS["DUE_DAYS"])
+    assert bill.due_date == max(anchor + timedelta(days=SETTINGS["DUE_DAYS"]),
+                                bill.bill_date + timedelta(days=SETTINGS["MIN_PAYMENT_DAYS"]))
     assert 0 <= bill.deposit_applied <= inputs.deposit_held
     carried = [e.id for e in bill.entries if e.id is not None]
     assert sorted(carried) == sorted(e.id for e in inputs.entries)  # every unbilled entry, once

@@ -42,7 +42,7 @@ def test_every_staff_role_sees_bills(client, login_as, bill, role):
     login_as(role)
     page = client.get(f"/billing/bills/{bill.id}?lang=en").get_data(as_text=True)
     assert bill.bill_no in page and "Large industrial electricity bill" in page
-    assert "Demand charge" in page and "4,800.00" in page and "2026-11-25" in page
+    assert "Demand charge" in page and "4,800.00" in page and "2026-12-10" in page
     assert bill.bill_no in client.get("/billing/cycles/2026-11/bills").get_data(as_text=True)
     assert bill.bill_no in client.get(f"/billing/customers/{bill.customer_id}/bills").get_data(as_text=True)
     assert "2026-11" in client.get("/billing/").get_data(as_text=True)
@@ -118,7 +118,7 @@ def test_the_pdf_medium_renders_through_xhtml2pdf_with_the_whole_bill(app, db, b
     pdf = tmp_path / "bill.pdf"
     pdf.write_bytes(render_pdf_bytes(f"<html><body>{html}</body></html>"))
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
-    assert bill.bill_no in text and "4,800.00" in text and "2026-11-25" in text
+    assert bill.bill_no in text and "4,800.00" in text and "2026-12-10" in text
 
 
 def test_a_batch_prefetch_renders_the_same_document(app, db, bill):

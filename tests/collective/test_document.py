@@ -30,7 +30,7 @@ def test_every_medium_shows_the_summary_then_each_point(app, db, collective_bill
     with app.test_request_context():
         html = render_bill_html(db, bill, medium)
     assert "<script" not in html and "http" not in html
-    assert "bill-collective" in html and bill.bill_no in html and "2026-11-25" in html
+    assert "bill-collective" in html and bill.bill_no in html and "2026-12-10" in html
     assert "1,577.68" in html  # the amount due
     assert "725.99" in html and "371.69" in html and "500.00" in html and "805.99" in html  # p0 = 725.99 + 80
     positions = [html.index(f"Service point detail · {p.point_no}") if "Service point detail" in html
@@ -49,7 +49,7 @@ def test_pdf_prints_a_summary_page_then_one_page_per_point(app, db, collective_b
                           check=True).stdout
     pages = [page for page in text.split("\f") if page.strip()]
     assert len(pages) == 1 + len(points)
-    assert "苏州集团用电有限公司" in pages[0] and "1,577.68" in pages[0] and "2026-11-25" in pages[0]
+    assert "苏州集团用电有限公司" in pages[0] and "1,577.68" in pages[0] and "2026-12-10" in pages[0]
     for point in points:
         assert point.point_no in pages[0]  # the per-point summary
     for page, point, amount in zip(pages[1:], points, ["805.99", "271.69", "500.00"], strict=True):

@@ -32,8 +32,8 @@ def test_golden_collective_bill_line_by_line(coll, db):
     (bill,) = coll.run()
     assert (bill.bill_type, bill.template, bill.unit_key) == ("collective", "commercial_collective", f"G{p0.point_no}")
     assert bill.service_point_id is None and bill.bill_no == f"202611-{account.id:06d}-01"
-    # one due date: the latest read (11-10) + 15 days
-    assert (bill.read_date, bill.due_date) == (date(2026, 11, 10), date(2026, 11, 25))
+    # one due date: the latest read (11-10) + 15 days, but issued 11-30: 11-30 + MIN_PAYMENT_DAYS
+    assert (bill.read_date, bill.due_date) == (date(2026, 11, 10), date(2026, 12, 10))
     got = [(line.position, line.service_point_id, line.kind, line.amount) for line in bill.lines]
     assert got == [
         # p0: 1000 kWh, 400 peak x 1.0697 = 427.88, 350 flat x 0.6418 = 224.63, 250 valley x 0.2939 = 73.48
@@ -59,7 +59,7 @@ def test_all_points_read_on_one_day_give_one_bill(coll):
     for point in coll.points(account):
         coll.month(point, "2026-11-12")
     bills = coll.run()
-    assert len(bills) == 1 and bills[0].due_date == date(2026, 11, 27)
+    assert len(bills) == 1 and bills[0].due_date == date(2026, 12, 10)
     assert {line.service_point_id for line in bills[0].lines} == {p.id for p in coll.points(account)}
 
 
@@ -70,7 +70,7 @@ def test_reads_spread_over_the_month_give_several_bills_each_with_its_own_due_da
         coll.month(point, on)
     bills = sorted(coll.run(), key=lambda b: b.due_date)
     assert [b.unit_key for b in bills] == [f"G{points[0].point_no}", f"G{points[2].point_no}"]
-    assert [b.due_date for b in bills] == [date(2026, 11, 21), date(2026, 12, 12)]  # 11-06 + 15, 11-27 + 15
+    assert [b.due_date for b in bills] == [date(2026, 12, 10), date(2026, 12, 12)]  # 11-30 + 10 (issue + MIN_PAYMENT_DAYS), 11-27 + 15
     assert [{line.service_point_id for line in b.lines} for b in bills] == [
         {points[0].id, points[1].id}, {points[2].id, points[3].id}
     ]

@@ -66,7 +66,9 @@ def test_every_point_on_exactly_one_bill_spans_fewest_bills_and_totals(points):
         if read_dates:
             assert (max(read_dates) - min(read_dates)).days <= WINDOW
         anchor = max(read_dates) if read_dates else b.bill_date
-        assert b.due_date == anchor + timedelta(days=SETTINGS["DUE_DAYS"])
+        assert b.bill_date == max(p.bill_date for p in b.parts)  # console/billing/dates.py
+        assert b.due_date == max(anchor + timedelta(days=SETTINGS["DUE_DAYS"]),
+                                 b.bill_date + timedelta(days=SETTINGS["MIN_PAYMENT_DAYS"]))
         for field in ("charges_total", "payments_total", "current_balance"):
             assert getattr(b, field) == sum((getattr(p, field) for p in b.parts), D("0.00"))
         assert b.current_balance == sum((line["amount"] for p in b.parts for line in p.lines), D("0.00"))

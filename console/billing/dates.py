@@ -1,0 +1,62 @@
+"""When a bill is issued and when it is due (docs/billing.md, "Dates"): the one place that decides.
+
+- The cycle's bill date is the day the cycle is opened when that day lies in the period (the month's
+  last day for a period already over or not yet begun, or the date the clerk gives).
+- A bill is issued on the cycle's bill date, never before its own meter read: issue = max(bill date,
+  read date).
+- It is due DUE_DAYS after its read (on schedule: generated soon after the read, as a utility runs its
+  reading routes), but never sooner than MIN_PAYMENT_DAYS after it is issued:
+  due = max(read date + DUE_DAYS, issue + MIN_PAYMENT_DAYS); a bill without a read counts from its
+  issue date.
+- A bill published later than its due date allows (a catch-up, a chunk re-run days later) is issued
+  again on the publishing day and due MIN_PAYMENT_DAYS after it (`redate_for_publish`): nobody is
+  sent a bill that is already overdue, and late fees follow the due date the customer was given,
+  because they are counted from the stored due date of the published bill.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from sqlalchemy import case, update
+from sqlalchemy.orm import Session
+
+from console.models.billing import Bill, BillStatus
+
+
+def default_bill_date(start: date, end: date, today: date) -> date:
+    """The cycle's bill date when none is given: today inside the period, else the period's last day."""
+    return today if start <= today <= end else end
+
+
+def issue_date(bill_date: date, read_date: date | None) -> date:
+    return max(bill_date, read_date) if read_date else bill_date
+
+
+def due_date(issue: date, read_date: date | None, due_days: int, min_days: int) -> date:
+    anchor = read_date or issue
+    return max(anchor + timedelta(days=due_days), issue + timedelta(days=min_days))
+
+
+def redated(issue: date, due: date, today: date, min_days: int) -> tuple[date, date]:
+    """(issue, due) of a bill published on `today`: unchanged while it leaves MIN_PAYMENT_DAYS to pay."""
+    latest = today + timedelta(days=min_days)
+    if due >= latest:
+        return issue, due
+    return max(issue, today), latest
+
+
+def redate_for_publish(session: Session, cycle_id: int, today: date, min_days: int) -> int:
+    """Before a cycle's bills are published on `today`: every bill not yet published that would leave
+    the customer less than MIN_PAYMENT_DAYS is issued today and due MIN_PAYMENT_DAYS later (one
+    conditional UPDATE; `redated` is the same rule for one bill). Returns the bills re-dated."""
+    latest = today + timedelta(days=min_days)
+    result = session.execute(
+        update(Bill)
+        .where(Bill.cycle_id == cycle_id, Bill.status == BillStatus.GENERATED, Bill.due_date < latest)
+        .values(bill_date=case((Bill.bill_date < today, today), else_=Bill.bill_date), due_date=latest,
+                pdf_path=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.flush()
+    return result.rowcount
