@@ -173,13 +173,38 @@ def _row_of(session: Session, attempt: DeliveryAttempt) -> AttemptRow:
     return attempt_rows_by(session, "id", [attempt.id])[0]
 
 
+_STATEMENTS: dict[tuple, Any] = {}  # prebuilt UPDATEs by shape (which columns are tested and set)
+
+
+def _update_statement(table: Any, where: tuple[tuple[str, bool], ...], values: tuple[str, ...]) -> Any:
+    """`UPDATE table SET v = :v_v … WHERE id = :k_id AND c = :k_c (or c IN :k_c) …`, built once per shape."""
+    key = (table.name, where, values)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        conditions = [table.c.id == bindparam("k_id")]
+        for name, many in where:
+            param = bindparam(f"k_{name}", expanding=many)
+            conditions.append(table.c[name].in_(param) if many else table.c[name] == param)
+        statement = update(table).where(*conditions).values(
+            {name: bindparam(f"v_{name}", type_=table.c[name].type) for name in values}
+        )
+        _STATEMENTS[key] = statement
+    return statement
+
+
+def _update_row(session: Session, table: Any, row_id: int, expect: dict[str, Any], values: dict[str, Any]) -> int:
+    """A (conditional) UPDATE of one row through a prebuilt statement; the number of rows changed."""
+    many = {name: isinstance(value, tuple | list | set) for name, value in expect.items()}
+    statement = _update_statement(table, tuple((name, many[name]) for name in expect), tuple(values))
+    params = {"k_id": row_id}
+    params.update({f"k_{name}": list(value) if many[name] else value for name, value in expect.items()})
+    params.update({f"v_{name}": value for name, value in values.items()})
+    return session.connection().execute(statement, params).rowcount
+
+
 def _set_delivery(session: Session, row: AttemptRow, expect: dict[str, Any], **values: Any) -> bool:
     """Conditional UPDATE of the row's delivery (WHERE its columns still hold `expect`)."""
-    where = [DELIVERIES.c.id == row.delivery_id]
-    for column, value in expect.items():
-        attr = DELIVERIES.c[column]
-        where.append(attr.in_(value) if isinstance(value, tuple | list | set) else attr == value)
-    if session.connection().execute(update(DELIVERIES).where(*where).values(**values)).rowcount != 1:
+    if _update_row(session, DELIVERIES, row.delivery_id, expect, values) != 1:
         return False
     for column, value in values.items():
         if hasattr(row, column):
@@ -201,7 +226,7 @@ def _record_on_attempt(
     """Append the report to the attempt's `reports` and, unless told not to, make it the outcome.
     One UPDATE."""
     values = _attempt_values(row, action, status, diagnostic, reported_at, remote_mta, extra, outcome)
-    session.connection().execute(update(ATTEMPTS).where(ATTEMPTS.c.id == row.id).values(**values))
+    _update_row(session, ATTEMPTS, row.id, {}, values)
 
 
 def _attempt_values(
@@ -294,7 +319,7 @@ def apply_report_row(
     if confirming:
         confirm_row(session, row, CONFIRMING[action], reported_at, attempt_values=recorded)
         return
-    session.connection().execute(update(ATTEMPTS).where(ATTEMPTS.c.id == row.id).values(**recorded))
+    _update_row(session, ATTEMPTS, row.id, {}, recorded)
     if action not in ("failed", "refused"):
         return  # delayed (the wait goes on), unknown actions, confirmations read from text
     latest = row.attempts_made
@@ -497,7 +522,7 @@ def confirm_row(session: Session, row: AttemptRow, how: str, at: datetime, *, wi
         won = connection.execute(_CONFIRM_PG, params).scalar() == 1
     else:
         if attempt_values is not None:
-            connection.execute(update(ATTEMPTS).where(ATTEMPTS.c.id == row.id).values(**attempt_values))
+            _update_row(session, ATTEMPTS, row.id, {}, attempt_values)
         won = connection.execute(
             update(DELIVERIES).where(DELIVERIES.c.id == row.delivery_id, DELIVERIES.c.status.in_(CONFIRMABLE))
             .values(status=DeliveryStatus.CONFIRMED, confirmed_at=at, confirmed_by=how, confirm_due_at=None,
@@ -538,14 +563,17 @@ def confirm_by_portal_open(session: Session, bill_id: int, at: datetime) -> int:
     return sum(1 for delivery in deliveries if confirm(session, delivery, ConfirmedBy.PORTAL_OPEN, at))
 
 
+_ATTEMPT_DETAILS = (
+    select(ATTEMPTS.c.attempt_no, ATTEMPTS.c.message_id, ATTEMPTS.c.sent_at, ATTEMPTS.c.dsn_requested,
+           ATTEMPTS.c.smtp_response, ATTEMPTS.c.outcome, ATTEMPTS.c.status_code, ATTEMPTS.c.diagnostic,
+           ATTEMPTS.c.remote_mta, ATTEMPTS.c.reports)
+    .where(ATTEMPTS.c.delivery_id == bindparam("delivery_id"))
+    .order_by(ATTEMPTS.c.attempt_no)
+)
+
+
 def _attempt_details(session: Session, delivery_id: int) -> list[dict]:
-    c = ATTEMPTS.c
-    rows = session.connection().execute(
-        select(c.attempt_no, c.message_id, c.sent_at, c.dsn_requested, c.smtp_response, c.outcome, c.status_code,
-               c.diagnostic, c.remote_mta, c.reports)
-        .where(c.delivery_id == delivery_id)
-        .order_by(c.attempt_no)
-    ).all()
+    rows = session.connection().execute(_ATTEMPT_DETAILS, {"delivery_id": delivery_id}).all()
     return [
         {
             "attempt_no": a.attempt_no,
@@ -603,6 +631,23 @@ def open_work_item(session: Session, delivery: Delivery, reason: str, failure: d
     return session.get(WorkItem, item_id) if item_id is not None else None
 
 
+_WORK_ITEM_COLUMNS = ("delivery_id", "bill_id", "customer_id", "reason", "assigned_role", "assigned_user_id", "status",
+                      "summary", "details", "created_at")
+
+
+def _work_item_insert(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (delivery_id, reason) DO NOTHING RETURNING id, built once per database."""
+    key = ("work_item_insert", dialect)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        make = {"postgresql": pg_insert, "sqlite": sqlite_insert}[dialect]
+        statement = make(WORK_ITEMS).values(
+            {name: bindparam(f"i_{name}", type_=WORK_ITEMS.c[name].type) for name in _WORK_ITEM_COLUMNS}
+        ).on_conflict_do_nothing(index_elements=["delivery_id", "reason"]).returning(WORK_ITEMS.c.id)
+        _STATEMENTS[key] = statement
+    return statement
+
+
 def open_work_item_row(session: Session, row: AttemptRow, reason: str, failure: dict | None = None) -> int | None:
     """A work item for a phone rep, or for the account manager of a key account; one per delivery
     and reason (INSERT … ON CONFLICT DO NOTHING on the unique key; a second call finds the first's).
@@ -642,15 +687,9 @@ def open_work_item_row(session: Session, row: AttemptRow, reason: str, failure: 
         },
     }
     values["created_at"] = utcnow()
-    dialect = connection.dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        make = pg_insert if dialect == "postgresql" else sqlite_insert
-        statement = make(WORK_ITEMS).values(**values).on_conflict_do_nothing(
-            index_elements=["delivery_id", "reason"]
-        ).returning(WORK_ITEMS.c.id)
-    else:  # pragma: no cover - the two databases Billpost runs on
-        statement = insert(WORK_ITEMS).values(**values).returning(WORK_ITEMS.c.id)
-    item_id = connection.execute(statement).scalar()
+    item_id = connection.execute(
+        _work_item_insert(connection.dialect.name), {f"i_{name}": value for name, value in values.items()}
+    ).scalar()
     if item_id is not None:
         return item_id
     # Opened before (by another process, or earlier): that one stands. A delivery reopened after a
