@@ -68,6 +68,16 @@ def from_environment(env: Mapping[str, str] = os.environ) -> dict:
         "LATE_FEE_RESIDENTIAL": env.get("LATE_FEE_RESIDENTIAL", "0.001"),
         "LATE_FEE_CURRENT_YEAR": env.get("LATE_FEE_CURRENT_YEAR", "0.002"),
         "LATE_FEE_EARLIER_YEARS": env.get("LATE_FEE_EARLIER_YEARS", "0.003"),
+        # The company on every bill: name (Chinese, English), hotline, return address, logo (under static/),
+        # payment channels (codes, labelled in web/labels.py "payment_channel"), bank for transfers.
+        "COMPANY_NAME": env.get("COMPANY_NAME") or "苏州示例供电公司",
+        "COMPANY_NAME_EN": env.get("COMPANY_NAME_EN") or "Suzhou Sample Power Supply Company",
+        "COMPANY_HOTLINE": env.get("COMPANY_HOTLINE") or "95598",
+        "COMPANY_ADDRESS": env.get("COMPANY_ADDRESS") or "江苏省苏州市姑苏区示例路 1 号 215000",
+        "COMPANY_LOGO": env.get("COMPANY_LOGO") or "img/logo.png",
+        "COMPANY_PAYMENT_CHANNELS": env.get("COMPANY_PAYMENT_CHANNELS") or "portal,wechat,alipay,bank_debit,counter",
+        "COMPANY_BANK": env.get("COMPANY_BANK") or "中国工商银行苏州分行（示例）",
+        "COMPANY_BANK_ACCOUNT": env.get("COMPANY_BANK_ACCOUNT") or "1102 0200 0900 0000 001",
         "PAPER_KEY_ACCOUNTS_ONLY": _bool(env, "PAPER_KEY_ACCOUNTS_ONLY", True),
         # Paper: deliveries per print batch; duplex padding; the CJK TrueType font embedded in PDFs.
         "PAPER_BATCH_SIZE": int(env.get("PAPER_BATCH_SIZE") or "500"),

@@ -42,4 +42,6 @@ def from_fen(fen: int) -> Decimal:
 def format_yuan(value: Decimal | None) -> str:
     if value is None:
         return ""
+    if not value:
+        value = abs(value)  # never "-0.00" (0 - 0.00 is Decimal("-0.00"))
     return f"{value:,.2f}"

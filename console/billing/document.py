@@ -12,22 +12,36 @@ pdf medium with no external resources; no JavaScript anywhere.
 
 from __future__ import annotations
 
+import base64
+import io
+from collections.abc import Mapping
 from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import render_template
+from flask import current_app, render_template
 from flask_babel import get_locale
 from jinja2 import TemplateNotFound
-from sqlalchemy import or_, select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
+from console.config import PROJECT_ROOT
 from console.models import Bill, Customer, ServicePoint
-from console.models.billing import BillMessage, Cycle, Deposit
+from console.models.billing import BillMessage, Cycle, Deposit, Tariff
+from console.models.portal import WebAccount
 from console.money import format_yuan
 
 MEDIA = ("console", "web", "email", "pdf")
 FEE_KINDS = ("business_expansion", "connection", "inspection")
 ADJUSTMENT_KINDS = ("adjustment", "write_off")
+# Lines whose description is the imported file's own note (shown); the others' descriptions are
+# generation's codes ("late fee", "COM 2026-11") and the label alone names them, in the reader's language.
+NOTE_KINDS = ("payment", "business_expansion", "connection", "inspection", "adjustment", "write_off")
+# The document carries the registration code of a customer not yet registered in the e-mail; the
+# paper/PDF print layout places it beside the addressee block itself (`print_context`).
+REGISTRATION_MEDIA = ("email",)
 
 
 def yuan(value: Any) -> str:
@@ -55,6 +69,78 @@ def prefetch_documents(session: Session, bills: list[Bill]) -> None:
     ) if ids else []:
         messages.setdefault(message.bill_id, []).append(message)
     session.info[PREFETCH_KEY] = {"bills": set(ids), "deposits": deposits, "messages": messages}
+
+
+def note(line: Any) -> str:
+    """The line's description when it is the source file's note, else nothing."""
+    return line.description if line.kind in NOTE_KINDS and line.description else ""
+
+
+def _png_data_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+@lru_cache(maxsize=8)
+def _logo_uri(relpath: str) -> str:
+    path = (PROJECT_ROOT / "static" / relpath).resolve()
+    if not path.is_relative_to(PROJECT_ROOT / "static") or not path.is_file():
+        return ""
+    return _png_data_uri(Path(path).read_bytes())
+
+
+def qr_png(text: str) -> bytes:
+    """A QR code of `text` as PNG bytes (the `qrcode` package; medium error correction)."""
+    import qrcode
+
+    code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=6, border=2)
+    code.add_data(text)
+    code.make(fit=True)
+    out = io.BytesIO()
+    code.make_image().save(out, format="PNG")
+    return out.getvalue()
+
+
+def company(config: Mapping, english: bool) -> dict[str, Any]:
+    """The company block of every bill, from configuration (README: COMPANY_*)."""
+    return {
+        "name": config["COMPANY_NAME_EN"] if english else config["COMPANY_NAME"],
+        "hotline": config["COMPANY_HOTLINE"],
+        "address": config["COMPANY_ADDRESS"],
+        "logo": _logo_uri(config["COMPANY_LOGO"]),
+        "payment_channels": [c.strip() for c in config["COMPANY_PAYMENT_CHANNELS"].split(",") if c.strip()],
+        "bank": config["COMPANY_BANK"],
+        "bank_account": config["COMPANY_BANK_ACCOUNT"],
+        "payee": config["COMPANY_NAME"],
+        "portal_url": config["PORTAL_BASE_URL"].rstrip("/") + "/my/",
+    }
+
+
+def registration_url(config: Mapping, account_no: str) -> str:
+    """The web page where the code printed on a bill is entered, with the account number filled in."""
+    return config["PORTAL_BASE_URL"].rstrip("/") + "/my/register/complete?" + urlencode({"identifier": account_no})
+
+
+def registration(session: Session, bill: Bill, customer: Customer, config: Mapping) -> dict[str, str] | None:
+    """The way in for a customer not yet registered: the bill's single-use code, the address and its QR
+    code (with the account number). None for a registered customer. Flushes (the code's digest)."""
+    from console.portal.services import registration_code_for_bill
+
+    if session.scalar(select(exists().where(WebAccount.customer_id == customer.id))):
+        return None
+    code = registration_code_for_bill(session, bill, config["SECRET_KEY"], days=int(config["PORTAL_BILL_CODE_DAYS"]))
+    url = registration_url(config, customer.account_no)
+    return {"code": code, "url": url, "address": config["PORTAL_BASE_URL"].rstrip("/") + "/my/register",
+            "qr": _png_data_uri(qr_png(url))}
+
+
+def tariff_names(session: Session, english: bool) -> dict[str, str]:
+    """Tariff code -> its name in the reader's language (the latest version's; tariffs are data)."""
+    names: dict[str, str] = {}
+    for code, name, name_en in session.execute(
+        select(Tariff.code, Tariff.name, Tariff.name_en).order_by(Tariff.code, Tariff.effective_from)
+    ):
+        names[code] = (name_en or name) if english else name
+    return names
 
 
 def bill_document(session: Session, bill: Bill) -> dict[str, Any]:
@@ -102,7 +188,24 @@ def bill_document(session: Session, bill: Bill) -> dict[str, Any]:
         "deposits": deposits,
         "messages": messages,
         "yuan": yuan,
+        "note": note,
     }
+
+
+def _context(session: Session, bill: Bill, medium: str) -> dict[str, Any]:
+    """The document, the reader's language, the company and (e-mail and PDF of a customer not yet
+    registered) the registration code."""
+    context = bill_document(session, bill)
+    english = str(get_locale() or "zh").startswith("en")
+    config = current_app.config
+    context["english"] = english
+    context["company"] = company(config, english)
+    names = tariff_names(session, english)
+    context["tariff_name"] = lambda code: names.get(code, code or "")
+    context["registration"] = (
+        registration(session, bill, context["customer"], config) if medium in REGISTRATION_MEDIA else None
+    )
+    return context
 
 
 def collective_parts(session: Session, bill: Bill, lines: list) -> tuple[list[dict], list[tuple[str, Decimal]]]:
@@ -134,9 +237,26 @@ def collective_parts(session: Session, bill: Bill, lines: list) -> tuple[list[di
     return parts, sorted(totals.items(), key=lambda item: order.get(item[0], len(order)))
 
 
+def print_context(session: Session, bill: Bill) -> dict[str, Any]:
+    """What the print layout (templates/paper/print.html) puts around the bill: the company's letterhead,
+    the addressee block for the envelope window, the registration code with its address and QR code."""
+    config = current_app.config
+    customer = session.get(Customer, bill.customer_id)
+    english = str(get_locale() or "zh").startswith("en")
+    address = customer.postal_address or ""
+    postal_code = customer.postal_code or ""
+    return {
+        "company": company(config, english),
+        "addressee": {"name": customer.name, "address": address,
+                      # printed once: not again when the address already carries it
+                      "postal_code": "" if postal_code and postal_code in address else postal_code},
+        "registration": registration(session, bill, customer, config),
+        "customer": customer,
+    }
+
+
 def _collective_html(session: Session, bill: Bill, medium: str, section: str | int) -> str:
-    context = bill_document(session, bill)
-    context["english"] = str(get_locale() or "zh").startswith("en")
+    context = _context(session, bill, medium)
     context["parts"], context["kind_totals"] = collective_parts(session, bill, context["lines"])
     return render_template("bills/collective.html", medium=medium, section=section, **context)
 
@@ -156,8 +276,7 @@ def render_bill_html(session: Session, bill: Bill, medium: str) -> str:
         raise ValueError(f"unknown medium {medium}")
     if bill.bill_type == "collective":  # a summary, then each service point's detail (issue 4)
         return _collective_html(session, bill, medium, "all")
-    context = bill_document(session, bill)
-    context["english"] = str(get_locale() or "zh").startswith("en")
+    context = _context(session, bill, medium)
     try:
         return render_template(f"bills/{context['customer_type']}.html", medium=medium, **context)
     except TemplateNotFound:

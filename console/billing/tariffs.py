@@ -31,7 +31,7 @@ def seed_sample_tariffs(session: Session) -> int:
         demand = item.get("demand_rate")
         session.add(
             Tariff(
-                code=item["code"], name=item["name"], effective_from=effective, kind=item["kind"],
+                code=item["code"], name=item["name"], name_en=item.get("name_en"), effective_from=effective, kind=item["kind"],
                 rates=item["rates"], demand_rate=Decimal(demand) if demand else None, sample=True,
             )
         )

@@ -96,7 +96,7 @@ def xtext(value: str) -> str:
     return "".join(out)
 
 
-def bill_text(bill: Bill, customer: Customer, portal_url: str) -> str:
+def bill_text(bill: Bill, customer: Customer, portal_url: str, registration: dict | None = None) -> str:
     lines = [
         f"尊敬的 {clean_header_text(customer.name)}：",
         "",
@@ -109,13 +109,19 @@ def bill_text(bill: Bill, customer: Customer, portal_url: str) -> str:
         "",
         f"本期应缴：{bill.current_balance:.2f} 元    缴费截止日：{bill.due_date.isoformat()}",
         f"在线查看账单：{portal_url}",
+    ]
+    if registration:  # not yet registered: the bill's single-use code (console.billing.document.registration)
+        lines.append(f"注册码（仅限使用一次）：{registration['code']}  注册网址：{registration['url']}")
+    lines += [
         "",
         "----",
         f"Dear customer, your electricity bill {bill.bill_no} is ready.",
         f"Amount due: CNY {bill.current_balance:.2f}, due by {bill.due_date.isoformat()}.",
         f"View it online: {portal_url}",
-        "",
     ]
+    if registration:
+        lines.append(f"Registration code (single use): {registration['code']}  Register at: {registration['url']}")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -144,7 +150,10 @@ def build_message(
     msg["Auto-Submitted"] = "auto-generated"
     # base64 for both parts: the message stays 7-bit (no 8BITMIME needed from the relay), and the
     # stdlib skips its trial encodings to choose.
-    msg.set_content(bill_text(bill, customer, portal_url), charset="utf-8", cte="base64")
+    from console.billing.document import registration
+
+    msg.set_content(bill_text(bill, customer, portal_url, registration(session, bill, customer, config)),
+                    charset="utf-8", cte="base64")
     if with_html:
         from flask_babel import force_locale
 

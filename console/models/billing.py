@@ -212,7 +212,8 @@ class Tariff(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(16))
-    name: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(100))  # Chinese, as printed on the Chinese bill
+    name_en: Mapped[str | None] = mapped_column(String(100))  # the English bill's (else `name`)
     effective_from: Mapped[date]
     kind: Mapped[str] = mapped_column(String(16))
     # tiered: {"tiers": [[limit_kwh or null, rate], ...]}; time_of_use: {"peak": r, "flat": r, "valley": r}

@@ -120,7 +120,10 @@ def bill_parts(session: Session, bill: Bill) -> list[str]:
 
 
 def bill_print_html(session: Session, bill: Bill) -> str:
-    """The bill document wrapped in the print layout (A4, embedded font, bill number as barcode)."""
+    """The bill document wrapped in the print layout: A4, embedded font, bill number as barcode; the first
+    page a letter for a window envelope (letterhead, addressee, registration code and QR code)."""
+    from console.billing.document import print_context
+
     with force_locale(current_app.config["BABEL_DEFAULT_LOCALE"]):
         return render_template(
             "paper/print.html",
@@ -128,6 +131,7 @@ def bill_print_html(session: Session, bill: Bill) -> str:
             parts=bill_parts(session, bill),
             font_path=str(cjk_font_path()),
             font_family=FONT_FAMILY,
+            **print_context(session, bill),
         )
 
 

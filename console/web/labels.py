@@ -76,6 +76,15 @@ LABELS = {
         "installment": _l("Installments"),
         "deposit_applied": _l("Deposit applied"),
     },
+    # payment channels listed on bills (COMPANY_PAYMENT_CHANNELS)
+    "payment_channel": {
+        "portal": _l("Online on the web page"),
+        "wechat": _l("WeChat Pay"),
+        "alipay": _l("Alipay"),
+        "bank_debit": _l("Bank direct debit"),
+        "bank_transfer": _l("Bank transfer"),
+        "counter": _l("Service counters"),
+    },
     "cycle_status": {
         CycleStatus.OPEN: _l("Open"),
         CycleStatus.RUNNING: _l("Running"),

@@ -36,7 +36,7 @@ def bands(rated: rating.Rated) -> dict[str, tuple[str, str]]:
 
 
 def test_sample_tariffs_are_marked_as_samples():
-    assert all("SAMPLE" in t["name"] for t in sample_tariffs())
+    assert all("示例" in t["name"] and "SAMPLE" in t["name_en"] for t in sample_tariffs())
     assert {t["code"] for t in sample_tariffs()} == {"RES", "RES-TOU", "COM", "IND"}
 
 
