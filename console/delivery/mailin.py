@@ -156,7 +156,6 @@ class BounceSMTP(SMTP):
     def __init__(self, handler, *args, limits: dict | None = None, **kwargs) -> None:  # noqa: ANN001
         super().__init__(handler, *args, **kwargs)
         self.limits = limits if limits is not None else {"active": 0, "max": 0, "networks": []}
-        self._counted = False
 
     async def _handle_client(self) -> None:
         peer = self.session.peer if self.session is not None else None
@@ -170,12 +169,10 @@ class BounceSMTP(SMTP):
             self.transport.close()
             return
         self.limits["active"] += 1
-        self._counted = True
         try:
             await super()._handle_client()
         finally:
             self.limits["active"] -= 1
-            self._counted = False
 
     async def push(self, status: str) -> None:
         if status.startswith("500 Line too long"):
