@@ -96,15 +96,17 @@ def _seed_demo(app: Flask, customers: int) -> list[str]:
     from datetime import date
 
     from console.billing.demo import seed_billing_demo
+    from console.billing.settings import billing_settings
     from console.customers.demo import ensure_demo_data
     from console.extensions import db
 
     lines = ensure_demo_data(app, customers)
     today = date.today()
-    counts = seed_billing_demo(db(), today)
+    counts = seed_billing_demo(db(), today, billing_settings(app.config))
     db().commit()
     if counts["reads"]:
-        lines.append(f"Seeded {counts['reads']} meter reads for {today:%Y-%m}.")
+        lines.append(f"Seeded {counts['reads']} meter reads, two months of published bills and this month's "
+                     f"charges (docs/billing.md); open cycle {today:%Y-%m} to see every bill type.")
     lines.append(
         f"To see the delivery loop: sign in as admin, open cycle {today:%Y-%m} under Administration → Billing cycles, "
         "run it, publish it; the mail sandbox answers with delivery reports (Administration → Sandbox)."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import resource
 import time
+from datetime import date
 
 import click
 from flask import Flask, current_app
@@ -41,6 +42,16 @@ def demo_data(customers: int, seed: int) -> None:
         f"{counts['customers']} customers, {counts['service_points']} service points, "
         f"{counts['recipients']} recipients in {time.perf_counter() - started:.1f} s"
     )
+    from console.billing.demo import seed_billing_demo
+    from console.billing.settings import billing_settings
+
+    today = date.today()
+    with current_app.extensions["billpost.session_factory"]() as session:
+        billed = seed_billing_demo(session, today, billing_settings(current_app.config), seed)
+        session.commit()
+    click.echo(f"{billed['reads']} meter reads, {billed['entries']} ledger entries, {billed['history_bills']} bills "
+               f"of the two months before {today:%Y-%m} (published); open and run cycle {today:%Y-%m} "
+               "to see every bill type and charge (docs/billing.md)")
     for line in sign_in_lines():
         click.echo(line)
 
