@@ -50,12 +50,13 @@ def _register_blueprints(app: Flask) -> None:
     from console.customers.routes import bp as customers_bp
     from console.delivery.routes import bp as delivery_bp
     from console.imports import bp as imports_bp
+    from console.ops.routes import bp as ops_bp
     from console.paper.routes import bp as paper_bp
     from console.portal.routes import bp as portal_bp
     from console.staff.routes import admin_bp, auth_bp, home_bp
 
     for blueprint in (auth_bp, home_bp, admin_bp, imports_bp, customers_bp, billing_bp, delivery_bp, paper_bp,
-                      portal_bp):
+                      portal_bp, ops_bp):
         app.register_blueprint(blueprint)
     from console.inboxes.routes import BLUEPRINTS as inbox_blueprints
 

@@ -95,6 +95,10 @@ SECURITY_ACTIONS = {
     "cycle.publish": "publish",
     "user.create": "user_created",
     "user.roles": "roles_changed",
+    "user.password_reset": "password_changed",
+    "user.deactivate": "user_deactivated",
+    "user.activate": "user_activated",
+    "tariff.load": "tariff_loaded",
 }
 
 

@@ -137,6 +137,18 @@ def from_environment(env: Mapping[str, str] = os.environ) -> dict:
         "TRUSTED_PROXIES": int(env.get("TRUSTED_PROXIES", "0")),
         # Largest CSV upload on the admin page; larger ones get 413 (the command line reads files of any size).
         "IMPORT_MAX_BYTES": int(env.get("IMPORT_MAX_BYTES", str(32 * 1024 * 1024))),
+        # Operations (console/ops): who may read /metrics (networks, or the bearer token); when /healthz
+        # and `console doctor` call the sweeper late; the free space `console doctor` wants for PDFs;
+        # the address its probe sends to (it must be accepted by the relay and then bounce).
+        "METRICS_ALLOWED_NETWORKS": env.get("METRICS_ALLOWED_NETWORKS", "127.0.0.1/8,::1"),
+        "METRICS_TOKEN": env.get("METRICS_TOKEN", ""),
+        "HEALTH_SWEEP_LAG_SECONDS": int(env.get("HEALTH_SWEEP_LAG_SECONDS", "300")),
+        "DOCTOR_MIN_FREE_MB": int(env.get("DOCTOR_MIN_FREE_MB", "2048")),
+        "DOCTOR_PROBE_ADDRESS": env.get("DOCTOR_PROBE_ADDRESS", "billpost-probe@probe.invalid"),
+        # Retention (console/ops/retention.py, daily): raw inbound mail, demo sandbox mail, rendered PDFs.
+        "RETAIN_INBOUND_DAYS": int(env.get("RETAIN_INBOUND_DAYS", "90")),
+        "RETAIN_SANDBOX_DAYS": int(env.get("RETAIN_SANDBOX_DAYS", "30")),
+        "RETAIN_PDF_YEARS": int(env.get("RETAIN_PDF_YEARS", "1")),
     }
 
 

@@ -4,7 +4,9 @@
 process's stderr — which is what gunicorn, honcho and systemd collect — as plain text, or as one
 JSON object a line when `LOG_FORMAT=json`. Every line of a web request carries its request id
 (taken from a sane `X-Request-ID` a proxy sent, else made here, and sent back in the response).
-Each message has CR/LF escaped and ID-card numbers masked before it is written, whatever logger
+Every line of a job run by an RQ worker carries the job's id (`job_id`). Each message has CR/LF
+escaped, ID-card numbers and e-mail addresses masked (`c***@example.cn`: the domain is kept, the
+mailbox never, so a batch's addresses are never in a log) before it is written, whatever logger
 wrote it. Calling it again (another create_app in the same process) changes nothing but the format.
 
 The security log is the `billpost.security` logger (see console.audit.log_security_event).
@@ -32,6 +34,29 @@ def escape(text: object) -> str:
     return str(text).replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
 
 
+_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])([A-Za-z0-9])[A-Za-z0-9._%+=-]*@((?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,})")
+
+
+def mask_emails(text: str) -> str:
+    """Every e-mail address in `text` shown as its first character, `***` and its domain."""
+    return _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
+
+
+def mask(text: str) -> str:
+    return mask_emails(mask_id_numbers(text))
+
+
+def current_job_id() -> str | None:
+    """The RQ job this process is running, if any (set by RQ in the job's work horse)."""
+    try:
+        from rq import get_current_job
+
+        job = get_current_job()
+    except Exception:  # noqa: BLE001 - outside a job (or no rq connection): none
+        return None
+    return job.id if job is not None else None
+
+
 def mask_id_numbers(text: str) -> str:
     """Every ID-card-number-shaped run of digits in `text` shown as `320502********1234`."""
 
@@ -50,11 +75,13 @@ def current_request_id() -> str | None:
 
 
 class _ContextFilter(logging.Filter):
-    """Adds `request_id` to every record and makes its message safe: one line, no whole ID numbers."""
+    """Adds `request_id` and `job_id` to every record and makes its message safe: one line, no whole
+    ID numbers or e-mail addresses."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = current_request_id() or "-"
-        message = mask_id_numbers(record.getMessage().replace("\r", "\\r").replace("\n", "\\n"))
+        record.job_id = current_job_id()
+        message = mask(record.getMessage().replace("\r", "\\r").replace("\n", "\\n"))
         record.msg, record.args = message, None
         return True
 
@@ -65,7 +92,8 @@ def _utc_time(record: logging.LogRecord) -> str:
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{_utc_time(record)} {record.levelname} {record.name} [{record.request_id}] {record.getMessage()}"
+        context = record.request_id if record.job_id is None else f"job {record.job_id}"
+        line = f"{_utc_time(record)} {record.levelname} {record.name} [{context}] {record.getMessage()}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
@@ -80,13 +108,14 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "request_id": record.request_id if record.request_id != "-" else None,
+            "job_id": record.job_id,
             "message": record.getMessage(),
         }
         fields = getattr(record, "security", None)
         if isinstance(fields, dict):
-            data.update({k: mask_id_numbers(str(v)) if v is not None else None for k, v in fields.items()})
+            data.update({k: mask(str(v)) if v is not None else None for k, v in fields.items()})
         if record.exc_info:
-            data["exception"] = mask_id_numbers(self.formatException(record.exc_info))
+            data["exception"] = mask(self.formatException(record.exc_info))
         return json.dumps(data, ensure_ascii=False)
 
 

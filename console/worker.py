@@ -18,6 +18,7 @@ import threading
 from flask import Flask
 
 from console import outbox
+from console.ops import retention
 from console.queues import QUEUES, get_queue, get_redis
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class SweeperArming(threading.Thread):
         while not self.stopped.is_set():
             try:
                 arm_sweeper(self.app, self.owner)
+                retention.arm_retention(self.app)  # once a day across all workers (console/ops/retention.py)
             except Exception:  # noqa: BLE001 - Redis away for a moment: the next tick tries again
                 log.exception("could not arm the sweeper")
             self.stopped.wait(self.tick)

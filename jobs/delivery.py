@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from console.db import utcnow
 from console.delivery import sender, sweeper
+from console.ops import health
 from jobs.context import job_app, job_session
 
 
@@ -16,4 +17,5 @@ def sweep() -> dict:
     with job_session() as session:
         counts = sweeper.sweep(session, utcnow(), job_app().config)
         session.commit()
+    health.record_sweep(job_app())  # after the commit: /healthz and `console doctor` read the lag
     return counts

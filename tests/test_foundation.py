@@ -77,7 +77,8 @@ def _staff_blueprint_roles(app):
 
 def test_every_endpoint_is_public_on_purpose_or_guarded(app):
     """A new route without a guard fails here: it must belong to a guarded blueprint or this list."""
-    public = {"static", "auth.login", "auth.logout", "auth.language", "auth.session_token"}
+    public = {"static", "auth.login", "auth.logout", "auth.language", "auth.session_token",
+              "ops.healthz", "ops.metrics_page"}  # the load balancer's and Prometheus' (own address/token check)
     public_blueprints = {"portal"}  # customers' own pages: their own sign-in, tested in the portal tests
     guarded = dict(_staff_blueprint_roles(app))
     for rule in app.url_map.iter_rules():

@@ -12,12 +12,18 @@ Address book of the test domain `customers.test` (regexp maps, so any address wo
 - `silent*@customers.test`: accepted, then a `retry:` transport → no report for minutes (silence);
 - `nosuch*@customers.test`: not a mailbox → refused at RCPT (550 5.1.1);
 - `*@relay.test`: handed to a non-DSN SMTP sink → a `relayed` report.
+
+The relay and bounce-domain settings are not written here: they are the production snippet
+`deploy/postfix/main.cf` and `deploy/postfix/billpost_transport` (docs/deploy.md), with their
+placeholders filled in for loopback, so the documented configuration is the one the tests run.
+Only `relay_domains` and `transport_maps` get the test domains' entries added after the snippet's.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -27,6 +33,28 @@ from pathlib import Path
 from console.devtools.ports import free_port
 
 POSTFIX_DIRS = ("/usr/sbin", "/usr/lib/postfix/sbin")
+DEPLOY_POSTFIX = Path(__file__).resolve().parent.parent.parent / "deploy" / "postfix"
+
+
+def deploy_snippet(name: str, values: dict[str, str]) -> str:
+    """A file of deploy/postfix/ with its @PLACEHOLDERS@ filled in (as docs/deploy.md's sed does)."""
+    text = (DEPLOY_POSTFIX / name).read_text()
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", value)
+    if re.search(r"@[A-Z_]+@", text):
+        raise ValueError(f"deploy/postfix/{name}: a placeholder is left unfilled")
+    return text
+
+
+def main_cf_settings(text: str) -> dict[str, str]:
+    """`key = value` settings of a main.cf text (comments and blank lines skipped; no continuations)."""
+    settings = {}
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, _sep, value = line.partition("=")
+        settings[key.strip()] = value.strip()
+    return settings
 
 
 def postfix_available() -> bool:
@@ -69,7 +97,24 @@ class LoopbackPostfix:
         self.queue_lifetime = queue_lifetime
 
     # -- configuration ---------------------------------------------------------------------------
+    def _placeholders(self) -> dict[str, str]:
+        return {
+            "BOUNCE_DOMAIN": self.bounce_domain,
+            "BILLPOST_NETWORKS": "",
+            "MAILIN_HOST": "127.0.0.1",
+            "MAILIN_PORT": str(self.receiver_port),
+        }
+
     def _main_cf(self) -> str:
+        """The loopback's own settings, then deploy/postfix/main.cf's (which win), test entries added."""
+        own = main_cf_settings(self._own_main_cf())
+        snippet = main_cf_settings(deploy_snippet("main.cf", self._placeholders()))
+        merged = {**own, **snippet}
+        merged["relay_domains"] = f"{snippet['relay_domains']}, relay.test"
+        merged["transport_maps"] = f"{snippet['transport_maps']}, regexp:{self.etc}/transport"
+        return "".join(f"{key} = {value}\n" for key, value in merged.items())
+
+    def _own_main_cf(self) -> str:
         nobody = pwd.getpwnam("nobody")
         folder = self.folder
         return f"""
@@ -86,8 +131,6 @@ mydestination =
 local_transport = error:5.1.1 no local delivery
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject
 smtpd_recipient_restrictions = check_recipient_access regexp:{self.etc}/refuse, permit_mynetworks, reject
 # fail*/silent* must be accepted and fail later; nosuch* is refused by the access map above.
 smtpd_reject_unlisted_recipient = no
@@ -99,8 +142,6 @@ virtual_mailbox_maps = regexp:{self.etc}/vmailbox
 virtual_uid_maps = static:{nobody.pw_uid}
 virtual_gid_maps = static:{nobody.pw_gid}
 virtual_minimum_uid = 1
-relay_domains = relay.test
-transport_maps = regexp:{self.etc}/transport
 default_transport = error:5.7.1 test machine: nothing leaves
 relay_transport = error:5.7.1 test machine: nothing leaves
 smtp_dns_support_level = disabled
@@ -124,9 +165,8 @@ message_size_limit = 20480000
 """
 
     def _transport(self) -> str:
-        domain = self.bounce_domain.replace(".", r"\.")
+        # The bounce domain is routed by deploy/postfix/billpost_transport (hash:, looked up first).
         return (
-            f"/@{domain}$/ smtp:[127.0.0.1]:{self.receiver_port}\n"
             f"/@relay\\.test$/ smtp:[127.0.0.1]:{self.sink_port}\n"
             "/^fail[^@]*@customers\\.test$/ error:5.1.1 mailbox does not exist here\n"
             "/^silent[^@]*@customers\\.test$/ retry:4.4.1 mailbox is not answering\n"
@@ -157,6 +197,7 @@ message_size_limit = 20480000
             master = Path("/etc/postfix/master.cf")
         (self.etc / "master.cf").write_text(master.read_text())
         (self.etc / "transport").write_text(self._transport())
+        (self.etc / "billpost_transport").write_text(deploy_snippet("billpost_transport", self._placeholders()))
         (self.etc / "vmailbox").write_text(self._vmailbox())
         (self.etc / "refuse").write_text("/^nosuch/ 550 5.1.1 User unknown in virtual mailbox table\n")
         # Debian's postfix needs these next to main.cf.
@@ -168,6 +209,8 @@ message_size_limit = 20480000
             source = Path("/etc/postfix") / name
             if source.is_dir() and not (self.etc / name).exists():
                 shutil.copytree(source, self.etc / name)
+        subprocess.run([_bin("postmap"), "-c", str(self.etc), f"hash:{self.etc / 'billpost_transport'}"],
+                       check=True, capture_output=True)
         self.postconf("-F", "*/*/chroot = n")
         self.postconf("-MX", "smtp/inet")
         self.postconf("-M", f"127.0.0.1:{self.port}/inet = 127.0.0.1:{self.port} inet n - n - - smtpd")

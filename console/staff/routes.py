@@ -38,11 +38,26 @@ def _safe_next(target: str | None) -> str | None:
 
 
 def _staff_error_text(exc: services.StaffError) -> str:
-    """A password's reason in the user's language; other messages as they are."""
+    """A password's reason in the user's language; the other refusals by their message."""
     from console.passwords import describe
 
     field, _sep, reason = str(exc).partition(": ")
-    return describe(reason) if field == "password" else str(exc)
+    if field == "password":
+        return describe(reason)
+    known = {
+        "username: required": _("A user name is required."),
+        "role: at least one": _("Choose at least one role."),
+        "active: you cannot deactivate yourself": _("You cannot deactivate your own account."),
+        "role: you cannot take the administrator role from yourself": _(
+            "You cannot take the administrator role from yourself."),
+    }
+    if str(exc) in known:
+        return known[str(exc)]
+    if field == "username" and reason.endswith("already exists"):
+        return _("The user name %(name)s is taken.", name=reason.removesuffix(" already exists"))
+    if field == "role":
+        return _("Choose at least one role.")
+    return str(exc)
 
 
 @auth_bp.route("/login", methods=["GET", "POST"])
@@ -158,9 +173,106 @@ def create_user():
     return redirect(url_for("admin.users")), 303
 
 
+def _user_action(user_id: int, action, done: str):  # noqa: ANN001, ANN202
+    """Load the user (404), apply one staff service, commit, flash; refusals flashed as errors."""
+    user = db().get(User, user_id) or abort(404)
+    try:
+        action(user, Actor.of_user(current_user, request.remote_addr))
+    except services.StaffError as exc:
+        db().rollback()
+        flash(_staff_error_text(exc), "error")
+    else:
+        db().commit()
+        flash(done % {"name": user.username})
+    return redirect(url_for("admin.users")), 303
+
+
 @admin_bp.route("/users/<int:user_id>/roles", methods=["POST"])
 def set_roles(user_id: int):
-    user = db().get(User, user_id) or abort(404)
-    services.set_roles(db(), user, request.form.getlist("roles"), Actor.of_user(current_user, request.remote_addr))
+    roles = request.form.getlist("roles")
+    return _user_action(user_id, lambda user, actor: services.set_roles(db(), user, roles, actor),
+                        _("Roles of %(name)s saved."))
+
+
+@admin_bp.route("/users/<int:user_id>/deactivate", methods=["POST"])
+def deactivate_user(user_id: int):
+    return _user_action(user_id, lambda user, actor: services.set_active(db(), user, False, actor),
+                        _("%(name)s is deactivated and signed out everywhere."))
+
+
+@admin_bp.route("/users/<int:user_id>/activate", methods=["POST"])
+def activate_user(user_id: int):
+    return _user_action(user_id, lambda user, actor: services.set_active(db(), user, True, actor),
+                        _("%(name)s can sign in again."))
+
+
+@admin_bp.route("/users/<int:user_id>/password", methods=["POST"])
+def reset_password(user_id: int):
+    password = request.form.get("password", "")
+    return _user_action(user_id, lambda user, actor: services.reset_password(db(), user, password, actor),
+                        _("New password set for %(name)s; their sessions have ended."))
+
+
+# ---- tariffs ---------------------------------------------------------------------------------------
+
+
+def _tariff_error_text(exc) -> str:  # noqa: ANN001
+    texts = {
+        "too_large": _("The file is too large for a tariff."),
+        "not_json": _("The file is not a JSON object (UTF-8)."),
+        "bad_code": _("The tariff code is missing or longer than 16 characters."),
+        "bad_name": _("The tariff name is missing or longer than 100 characters."),
+        "bad_kind": _("Unknown kind %(kind)s: tiered or time_of_use."),
+        "bad_rates": _("The rates do not match the kind (tiers for tiered; peak, flat, valley for time_of_use)."),
+        "bad_tiers": _("Each tier but the last needs a positive limit in kWh; the last has none (null)."),
+        "bad_number": _("%(value)s is not an amount (a non-negative decimal, written as a string)."),
+        "exists": _("Tariff %(code)s already has a version from %(date)s; versions are never changed."),
+        "billed": _("Tariff %(code)s was billed for reads up to %(date)s: a new version must take effect after "
+                    "that day."),
+        "bad_date": _("Choose the date the version takes effect."),
+        "no_file": _("Choose a tariff file."),
+    }
+    text = texts.get(exc.code, exc.code)
+    return text % exc.params if exc.params else text
+
+
+@admin_bp.route("/tariffs")
+def tariffs():
+    from console.billing import tariff_admin
+
+    return render_template("staff/tariffs.html", rows=tariff_admin.versions(db()), error=None)
+
+
+@admin_bp.route("/tariffs", methods=["POST"])
+def load_tariff():
+    from datetime import date
+
+    from console.billing import tariff_admin
+
+    upload = request.files.get("file")
+    try:
+        try:
+            effective = date.fromisoformat(request.form.get("effective_from", ""))
+        except ValueError:
+            raise tariff_admin.TariffError("bad_date") from None
+        if upload is None or not upload.filename:
+            raise tariff_admin.TariffError("no_file")
+        tariff = tariff_admin.load_version(db(), upload.read(tariff_admin.MAX_FILE_BYTES + 1), effective,
+                                           Actor.of_user(current_user, request.remote_addr))
+    except tariff_admin.TariffError as exc:
+        db().rollback()
+        return render_template("staff/tariffs.html", rows=tariff_admin.versions(db()),
+                               error=_tariff_error_text(exc)), 422
     db().commit()
-    return redirect(url_for("admin.users")), 303
+    flash(_("Tariff %(code)s: the version from %(date)s is loaded.", code=tariff.code,
+            date=tariff.effective_from.isoformat()))
+    return redirect(url_for("admin.tariff", tariff_id=tariff.id)), 303
+
+
+@admin_bp.route("/tariffs/<int:tariff_id>")
+def tariff(tariff_id: int):
+    from console.billing import tariff_admin
+
+    rows = tariff_admin.versions(db())
+    row = next((r for r in rows if r.tariff.id == tariff_id), None) or abort(404)
+    return render_template("staff/tariff.html", row=row)

@@ -65,6 +65,10 @@ def set_roles(session: Session, user: User, roles: list[str], actor: Actor) -> N
     unknown = sorted(set(roles) - set(ROLES))
     if unknown:
         raise StaffError(f"role: unknown {', '.join(unknown)}")
+    if not roles:
+        raise StaffError("role: at least one")
+    if actor.user_id == user.id and "admin" in user.roles and "admin" not in roles:
+        raise StaffError("role: you cannot take the administrator role from yourself")
     before = sorted(user.roles)
     user.role_rows = [UserRole(role=r) for r in sorted(set(roles))]
     session.flush()
@@ -80,6 +84,31 @@ def change_password(session: Session, user: User, new_password: str, actor: Acto
     user.session_token = secrets.token_hex(16)
     session.flush()
     record_audit(session, actor, "user.password", "user", user.id)
+
+
+def set_active(session: Session, user: User, active: bool, actor: Actor) -> None:
+    """Deactivate (every session ends at once: a new token, and the loader refuses inactive users) or
+    reactivate a user. Audited. An admin cannot deactivate their own account (nobody left to undo it)."""
+    if not active and actor.user_id == user.id:
+        raise StaffError("active: you cannot deactivate yourself")
+    if user.active == active:
+        return
+    user.active = active
+    user.session_token = secrets.token_hex(16)
+    session.flush()
+    record_audit(session, actor, "user.activate" if active else "user.deactivate", "user", user.id,
+                 before={"active": not active}, after={"active": active})
+
+
+def reset_password(session: Session, user: User, new_password: str, actor: Actor) -> None:
+    """An admin sets a new password for a user (who forgot theirs); every session of the user ends."""
+    problem = password_problem(new_password, user_inputs=[user.username, user.display_name])
+    if problem:
+        raise StaffError(f"password: {problem}")
+    user.password_hash = hash_password(new_password)
+    user.session_token = secrets.token_hex(16)
+    session.flush()
+    record_audit(session, actor, "user.password_reset", "user", user.id)
 
 
 def set_language(session: Session, user: User, language: str) -> None:

@@ -35,6 +35,9 @@ NAV_LINKS = [
     _link("admin.home", _l("Administration"), ("admin",)),
 ]
 ADMIN_LINKS = [
+    _link("admin.users", _l("Users and roles")),
+    _link("admin.tariffs", _l("Tariffs")),
+    _link("inbox_admin.index", _l("Job queues: failed jobs and retry")),
     _link("imports.page", _l("CSV imports")),
     _link("billing.cycles_page", _l("Billing cycles")),
     _link("billing.campaigns_page", _l("Marketing campaigns")),

@@ -1,0 +1,1 @@
+"""Operations: `console doctor`, `/healthz`, `/metrics`, retention (docs/deploy.md)."""
