@@ -22,6 +22,7 @@ from console.models import Bill, Customer, Cycle, Delivery
 from console.models.billing import BillStatus, CycleStatus
 from console.models.delivery import DeliveryStatus
 from console.paper.rules import paper_recipients
+from console.portal.services import issue_bill_codes
 
 PUBLISHABLE = ("generated", "published")
 
@@ -147,8 +148,12 @@ def publish_cycle(
 
 
 def publish_and_queue(session: Session, cycle_id: int, actor: Actor, now: datetime, config: Mapping) -> dict:
-    """Publish (as above) and ask for the send jobs of every queued e-mail of the cycle, which go to
-    the queue when the caller commits. `config`: the app's settings."""
+    """Publish (as above), issue the registration code printed on each bill of a customer not yet
+    registered, and ask for the send jobs of every queued e-mail of the cycle, which go to the queue
+    when the caller commits. `config`: the app's settings."""
     result = publish_cycle(session, cycle_id, actor, now, paper_key_accounts_only=config["PAPER_KEY_ACCOUNTS_ONLY"])
+    result["registration_codes"] = issue_bill_codes(
+        session, cycle_id, config["SECRET_KEY"], int(config["PORTAL_BILL_CODE_DAYS"]), now
+    )
     result["send_jobs"] = queue_queued_sends(session, now, int(config["SEND_BATCH_SIZE"]), cycle_id=cycle_id)
     return result

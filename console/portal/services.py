@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from console.audit import Actor, record_audit, record_contact
 from console.customers.services import mask_id_number
-from console.db import utcnow
+from console.db import bulk_insert, utcnow
 from console.models import Bill, Customer, Cycle
 from console.models.billing import BillStatus
 from console.models.portal import BillOpen, BillRegistrationCode, PortalCode, WebAccount
@@ -193,8 +193,8 @@ def _use_mailed_code(
 # --- codes printed on bills ----------------------------------------------------------------------
 
 
-def _bill_code_text(secret: str, bill: Bill) -> str:
-    raw = hmac.new(secret.encode(), f"billcode:{bill.id}:{bill.bill_no}".encode(), hashlib.sha256).digest()
+def _bill_code_text(secret: str, bill_id: int, bill_no: str) -> str:
+    raw = hmac.new(secret.encode(), f"billcode:{bill_id}:{bill_no}".encode(), hashlib.sha256).digest()
     number = int.from_bytes(raw[:10], "big")
     chars = []
     for _ in range(12):
@@ -222,7 +222,7 @@ def registration_code_for_bill(
         secret = secret or current_app.config["SECRET_KEY"]
         days = days or int_setting("PORTAL_BILL_CODE_DAYS")
     now = now or utcnow()
-    text = _bill_code_text(secret, bill)
+    text = _bill_code_text(secret, bill.id, bill.bill_no)
     known = session.scalar(select(exists().where(BillRegistrationCode.bill_id == bill.id)))
     if not known:
         try:
@@ -239,6 +239,32 @@ def registration_code_for_bill(
         except IntegrityError:
             pass  # printed by another process at the same moment: same text, same digest
     return text
+
+
+def issue_bill_codes(session: Session, cycle_id: int, secret: str, days: int, now: datetime) -> int:
+    """At publishing: the registration code of every bill of the cycle whose customer has no web account
+    yet, stored as its digest (valid `days`, single use). Printing and e-mailing the bill then only
+    read it (`registration_code_for_bill` finds the row): a send never writes here, which on SQLite
+    would wait for the mail-in's write lock. Idempotent; returns the codes added. Flushes."""
+    rows = session.execute(
+        select(Bill.id, Bill.bill_no, Bill.customer_id)
+        .where(
+            Bill.cycle_id == cycle_id,
+            ~exists().where(WebAccount.customer_id == Bill.customer_id),
+            ~exists().where(BillRegistrationCode.bill_id == Bill.id),
+        )
+        .order_by(Bill.id)
+    ).all()
+    codes = [
+        {
+            "bill_id": bill_id, "customer_id": customer_id, "expires_at": now + timedelta(days=days), "created_at": now,
+            "code_digest": _digest(secret, "bill", customer_id, _normalize_bill_code(
+                _bill_code_text(secret, bill_id, bill_no))),
+        }
+        for bill_id, bill_no, customer_id in rows
+    ]
+    bulk_insert(session.connection(), BillRegistrationCode.__table__, codes)
+    return len(codes)
 
 
 def _use_bill_code(session: Session, customer_id: int, code: str, now: datetime, secret: str) -> bool:

@@ -163,3 +163,26 @@ def test_cycle_report_shows_email_counts(app, db, make_customer, runner):
     result = runner.invoke(args=["cycle", "report", "2026-11", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["email"] == counts
+
+
+def test_publishing_issues_the_registration_codes_so_sending_never_writes_them(app, db, make_customer):
+    """The code printed on the bill of a customer with no web account is stored at publishing; the
+    e-mail and the PDF then only read it (a send that wrote would wait for SQLite's write lock)."""
+    from console.delivery.publish import publish_and_queue
+    from console.models.portal import BillRegistrationCode, WebAccount
+    from console.portal.services import registration_code_for_bill
+
+    plain, registered = make_customer(), make_customer()
+    db.add(WebAccount(customer_id=registered.id, username=registered.account_no, password_hash="x",
+                      session_token="t"))
+    bills = [add_bill(db, c) for c in (plain, registered)]
+    result = publish_and_queue(db, bills[0].cycle_id, Actor.cli(), utcnow(), app.config)
+    db.commit()
+    assert result["registration_codes"] == 1
+    rows = db.scalars(select(BillRegistrationCode)).all()
+    assert [r.bill_id for r in rows] == [bills[0].id]
+    with app.app_context():
+        text = registration_code_for_bill(db, bills[0], app.config["SECRET_KEY"], days=90)
+    assert not db.new and len(text) == 14
+    again = publish_and_queue(db, bills[0].cycle_id, Actor.cli(), utcnow(), app.config)
+    assert again["registration_codes"] == 0
