@@ -136,11 +136,14 @@ def run_once(app, messages: int, pdf: bool, wait: float, receiver=None) -> dict:
     continued after, so the rate is the worker's own, not shared with the report intake."""
     from console.delivery.publish import publish_cycle
     from console.delivery.sender import send_batch
+    from console.portal.services import issue_bill_codes
 
     factory = app.extensions["billpost.session_factory"]
     with factory() as session:
         cycle_id = seed(session, messages, pdf)
         publish_cycle(session, cycle_id, Actor.cli(), utcnow())
+        # as publishing through the console does (the send jobs are the bench's own, below)
+        issue_bill_codes(session, cycle_id, app.config["SECRET_KEY"], int(app.config["PORTAL_BILL_CODE_DAYS"]), utcnow())
         session.commit()
         ids = session.scalars(
             select(Delivery.id).join(Bill, Bill.id == Delivery.bill_id)
