@@ -141,6 +141,11 @@ def _our_handler() -> logging.Handler | None:
     return None
 
 
+# Libraries that warn about what is not wrong: xhtml2pdf about every CSS property it does not
+# implement ("Ignoring CSS properties"), once per bill rendered — thousands of lines in a print run.
+QUIET_LIBRARIES = ("xhtml2pdf", "xhtml2pdf.tags", "xhtml2pdf.parser", "xhtml2pdf.w3c")
+
+
 def configure(log_format: str = "text", level: str = "INFO") -> logging.Handler:
     """The process's one handler on the root logger; idempotent."""
     handler = _our_handler()
@@ -154,6 +159,8 @@ def configure(log_format: str = "text", level: str = "INFO") -> logging.Handler:
             root.setLevel(logging.WARNING)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     logging.getLogger("billpost").setLevel(level.upper())
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.ERROR)
     return handler
 
 
