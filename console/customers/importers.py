@@ -25,13 +25,14 @@ from console.csvimport import (
     RowError,
     parse_bool,
     parse_choice,
+    parse_date,
     parse_email,
     parse_int,
     parse_list,
     parse_text,
     read_rows,
 )
-from console.customers.services import parse_id_number
+from console.customers.services import mask_id_number, parse_id_number
 from console.db import bulk_insert, utcnow
 from console.models import Customer, Recipient, ServicePoint, User, UserRole
 from console.models.customers import CHANNELS, CUSTOMER_TYPES, RECIPIENT_CHANNELS, RELATIONSHIPS
@@ -43,6 +44,8 @@ CUSTOMER_COLUMNS = [
     "account_no", "name", "customer_type", "key_account", "account_manager", "id_number", "phone", "email",
     "postal_address", "postal_code", "wants_ebill", "channels", "collective_billing",
 ]
+# Optional: the date from which collective billing applies (default: the day it is first set).
+CUSTOMER_OPTIONAL_COLUMNS = ["collective_billing_since"]
 POINT_COLUMNS = ["account_no", "point_no", "address", "meter_no", "tariff", "read_day"]
 RECIPIENT_COLUMNS = ["account_no", "name", "relationship", "channel", "address", "copies"]
 
@@ -224,7 +227,8 @@ def import_customers(session: Session, data: bytes, actor: Actor, dry_run: bool,
     boolean = memo(parse_bool)
     postcode = memo(parse_postcode)
     email_parser = EmailParser()
-    for row in read_rows(data, CUSTOMER_COLUMNS):
+    masked: list[tuple[Row, dict, str]] = []  # rows whose ID number is masked, as the console exports it
+    for row in read_rows(data, CUSTOMER_COLUMNS, CUSTOMER_OPTIONAL_COLUMNS):
         account_no = field(row, "account_no", parse_key)
         if account_no is not None:
             _duplicate(seen, account_no, row, "account_no")
@@ -239,7 +243,8 @@ def import_customers(session: Session, data: bytes, actor: Actor, dry_run: bool,
             "name": field(row, "name", text_200),
             "customer_type": field(row, "customer_type", type_choice),
             "key_account": key_account,
-            "id_number": field(row, "id_number", parse_id_number, required=False),
+            "id_number": None if "*" in row.raw("id_number") else field(row, "id_number", parse_id_number,
+                                                                        required=False),
             "phone": field(row, "phone", parse_phone, required=False),
             "email": email,
             "postal_address": postal_address,
@@ -262,6 +267,12 @@ def import_customers(session: Session, data: bytes, actor: Actor, dry_run: bool,
             row.error("wants_ebill", "an e-bill needs portal or email among the channels")
         if collective and not key_account:
             row.error("collective_billing", "only for key accounts")
+        since = field(row, "collective_billing_since", parse_date, required=False)
+        if since and not collective:
+            row.error("collective_billing_since", "only with collective_billing 1")
+        values["_since"] = since
+        if "*" in row.raw("id_number"):
+            masked.append((row, values, row.raw("id_number")))
         manager = field(row, "account_manager", parse_key, required=False)
         errors.extend(row.errors)
         parsed.append((row, values, manager))
@@ -284,6 +295,14 @@ def import_customers(session: Session, data: bytes, actor: Actor, dry_run: bool,
     for chunk in _chunks([v["account_no"] for _r, v, _m in parsed]):
         for found in session.execute(select(*cols).where(Customer.account_no.in_(chunk))):
             existing[found.account_no] = found
+    for row, values, shown in masked:  # a masked ID number stands for the customer's own, unchanged
+        old = existing.get(values["account_no"])
+        if old is not None and old.id_number and mask_id_number(old.id_number) == shown.upper():
+            values["id_number"] = old.id_number
+        else:
+            errors.append(RowError(row.line, "id_number", "masked: only the customer's own ID number, as exported"))
+    if errors:
+        raise ImportFailed(errors)
 
     summary = ImportSummary()
     inserts: list[dict] = []
@@ -292,19 +311,22 @@ def import_customers(session: Session, data: bytes, actor: Actor, dry_run: bool,
     now = utcnow()
     for _row, values, _manager in parsed:
         old = existing.get(values["account_no"])
+        given = values.pop("_since")
         if old is None:
-            values["collective_billing_since"] = today if values["collective_billing"] else None
+            values["collective_billing_since"] = (given or today) if values["collective_billing"] else None
             values["created_at"] = values["updated_at"] = now
             values["status"], values["attach_pdf"] = "active", None
             inserts.append(values)
             summary.created += 1
             continue
-        if all(getattr(old, f) == values[f] for f in _CUSTOMER_FIELDS):
+        since = old.collective_billing_since if old.collective_billing else None
+        if values["collective_billing"]:
+            since = given or since or today
+        if all(getattr(old, f) == values[f] for f in _CUSTOMER_FIELDS) and (
+            not values["collective_billing"] or since == old.collective_billing_since
+        ):
             summary.unchanged += 1
             continue
-        since = old.collective_billing_since if old.collective_billing else None
-        if values["collective_billing"] and since is None:
-            since = today
         change = {f: values[f] for f in _CUSTOMER_FIELDS}
         change.update(b_id=old.id, collective_billing_since=since if values["collective_billing"] else None)
         change["updated_at"] = now

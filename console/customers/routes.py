@@ -65,7 +65,8 @@ def search():
 
 @bp.route("/export.csv")
 def export_csv():
-    """The search results as CSV (ID numbers masked, formula-like cells neutralized)."""
+    """The search results as CSV in the customers import's columns, so it imports back unchanged (ID
+    numbers masked, formula-like cells neutralized)."""
     query, kind = request.args.get("q", ""), request.args.get("kind", "auto")
     out = io.StringIO()
     writer = None
@@ -74,8 +75,9 @@ def export_csv():
     while written < EXPORT_LIMIT:
         page = services.search_customers(db(), query, kind, after, page_size=500)
         kind = page.kind
+        managers = services.usernames(db(), {c.account_manager_id for c in page.rows} - {None})
         for customer in page.rows:
-            row = services.customer_export_row(customer)
+            row = services.customer_csv_row(customer, managers.get(customer.account_manager_id))
             if writer is None:
                 writer = csv.DictWriter(out, fieldnames=list(row))
                 writer.writeheader()
@@ -270,6 +272,7 @@ def _collective_context(customer, **extra):  # noqa: ANN001, ANN003, ANN202
     return {
         "pins": services.collective_pins(db(), customer.id),
         "can_set_collective": current_user.has_role(*FLAG_ROLES),
+        "today": date.today(),
         "can_pin": current_user.has_role(*PIN_ROLES),
         "collective_errors": {},
     } | extra
@@ -299,8 +302,9 @@ def save_collective(customer_id: int):
         abort(403)
     customer = _customer_or_404(customer_id)
     try:
+        since = services.parse_since(request.form.get("since", ""))
         services.set_collective_billing(db(), customer, _actor(), request.form.get("collective_billing") == "1",
-                                        date.today())
+                                        date.today(), since)
     except services.FormInvalid as invalid:
         db().rollback()
         return _collective_fragment(_customer_or_404(customer_id), 422, collective_errors=invalid.errors)

@@ -447,6 +447,46 @@ def set_recipient_active(session: Session, customer: Customer, recipient: Recipi
     return True
 
 
+def usernames(session: Session, user_ids: set[int]) -> dict[int, str]:
+    """Staff user id -> user name (the account managers of an export page, in one query)."""
+    if not user_ids:
+        return {}
+    return dict(session.execute(select(User.id, User.username).where(User.id.in_(user_ids))).all())
+
+
+def parse_since(text: str) -> date | None:
+    """The date collective billing applies from, as the form gives it (empty: today)."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise FormInvalid({"collective_billing": _l("Enter the date as YYYY-MM-DD.")}) from None
+
+
+def customer_csv_row(customer: Customer, account_manager: str | None) -> dict[str, str]:
+    """The customer as a row of the customers import (docs/import-formats.md): every import column, in
+    its order, booleans as 1/0, so the exported file imports back unchanged. The ID number is masked;
+    the import accepts a masked ID number only when it is the customer's own, unchanged."""
+    from console.customers.importers import CUSTOMER_COLUMNS, CUSTOMER_OPTIONAL_COLUMNS
+
+    def flag(value: bool) -> str:
+        return "1" if value else "0"
+
+    since = customer.collective_billing_since if customer.collective_billing else None
+    row = {
+        "account_no": customer.account_no, "name": customer.name, "customer_type": customer.customer_type,
+        "key_account": flag(customer.key_account), "account_manager": account_manager or "",
+        "id_number": mask_id_number(customer.id_number), "phone": customer.phone or "", "email": customer.email or "",
+        "postal_address": customer.postal_address or "", "postal_code": customer.postal_code or "",
+        "wants_ebill": flag(customer.wants_ebill), "channels": ";".join(customer.channels),
+        "collective_billing": flag(customer.collective_billing),
+        "collective_billing_since": since.isoformat() if since else "",
+    }
+    return {column: row[column] for column in CUSTOMER_COLUMNS + CUSTOMER_OPTIONAL_COLUMNS}
+
+
 def customer_export_row(customer: Customer) -> dict:
     """The customer as an export or log would show it: the ID number masked."""
     return {
@@ -478,16 +518,21 @@ def _collective(customer: Customer) -> dict:
     return {"collective_billing": customer.collective_billing, "since": since.isoformat() if since else None}
 
 
-def set_collective_billing(session: Session, customer: Customer, actor: Actor, enabled: bool, today: date) -> bool:
-    """Turns collective billing on (recording the date) or off. Only key accounts may have it: anyone
-    else is refused with FormInvalid. Returns False when nothing changed (then nothing is recorded)."""
+def set_collective_billing(
+    session: Session, customer: Customer, actor: Actor, enabled: bool, today: date, since: date | None = None
+) -> bool:
+    """Turns collective billing on from `since` (default today) or off. A cycle not yet generated whose
+    bill date is on or after `since` bills the account collectively (console/billing/generation.py).
+    Only key accounts may have it: anyone else is refused with FormInvalid. Returns False when nothing
+    changed (then nothing is recorded); switching on again with another date changes the date."""
     if enabled and not customer.key_account:
         raise FormInvalid({"collective_billing": _l("Collective billing is only for key accounts.")})
-    if customer.collective_billing == enabled:
+    since = (since or today) if enabled else None
+    if customer.collective_billing == enabled and (not enabled or customer.collective_billing_since == since):
         return False
     before = _collective(customer)
     customer.collective_billing = enabled
-    customer.collective_billing_since = today if enabled else None
+    customer.collective_billing_since = since
     session.flush()
     record_audit(session, actor, "customer.collective_billing", "customer", customer.id, before=before,
                  after=_collective(customer))
