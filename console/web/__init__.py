@@ -8,7 +8,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from console.extensions import close_db, csrf, limiter, login_manager
 from console.money import format_yuan
-from console.web import expiry, labels, nav
+from console.web import errors, expiry, labels, nav
 from console.web.auth import load_user, unauthorized
 from console.web.htmx import is_fragment_request
 
@@ -22,6 +22,7 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     expiry.init_app(app)
     app.register_error_handler(413, _too_large)
+    errors.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)
     login_manager.user_loader(load_user)
