@@ -103,8 +103,15 @@ def bill_text(bill: Bill, customer: Customer, portal_url: str, registration: dic
         f"您的电费账单 {bill.bill_no} 已出账，明细如下：",
         "",
     ]
-    for line in bill.lines:
-        lines.append(f"  {_CONTROL.sub(' ', line.description)}  {line.amount:.2f} 元")
+    from flask_babel import force_locale
+
+    from console.billing.document import note
+    from console.web.labels import label
+
+    with force_locale("zh"):  # the Chinese part names each charge by its Chinese label (and the file's note)
+        for line in bill.lines:
+            text = " ".join(part for part in (str(label("ledger_kind", line.kind)), note(line)) if part)
+            lines.append(f"  {_CONTROL.sub(' ', text)}  {line.amount:.2f} 元")
     lines += [
         "",
         f"本期应缴：{bill.current_balance:.2f} 元    缴费截止日：{bill.due_date.isoformat()}",
