@@ -178,4 +178,42 @@ def sandbox_message(message_id: int):
     if message is None:
         abort(404)
     text, cut = _raw_text(message.raw)
-    return render_template("delivery/sandbox_message.html", message=message, text=text, cut=cut)
+    return render_template("delivery/sandbox_message.html", message=message, text=text, cut=cut,
+                           shown=readable_message(message.raw))
+
+
+def readable_message(raw: bytes) -> dict:
+    """The message as its reader sees it: subject decoded, the text and HTML parts decoded (the HTML
+    is shown in a sandboxed frame: no scripts, no navigation), the attachments by name and size."""
+    import email
+    from email import policy
+
+    msg = email.message_from_bytes(raw or b"", policy=policy.default)
+    parts = {}
+    for kind in ("plain", "html"):
+        body = msg.get_body(preferencelist=(kind,))
+        if body is not None:
+            try:
+                parts[kind] = body.get_content()
+            except (LookupError, ValueError):  # an unknown charset or a broken part: the source shows it
+                parts[kind] = None
+    attachments = [
+        {"name": part.get_filename() or "", "type": part.get_content_type(), "size": len(part.get_payload(decode=True) or b"")}
+        for part in msg.iter_attachments()
+    ]
+    return {"subject": decoded_header(msg["subject"]), "from": decoded_header(msg["from"]),
+            "to": decoded_header(msg["to"]), "text": parts.get("plain"), "html": parts.get("html"),
+            "attachments": attachments}
+
+
+@bp.app_template_filter("decoded_header")
+def decoded_header(value: object) -> str:
+    """An RFC 2047 header (`=?utf-8?b?…?=`) as text."""
+    from email.header import decode_header, make_header
+
+    if value is None:
+        return ""
+    try:
+        return str(make_header(decode_header(str(value))))
+    except (LookupError, ValueError):
+        return str(value)

@@ -80,3 +80,42 @@ def test_admin_page_links_here(client, login_as):
     login_as("admin")
     html = client.get("/admin/").get_data(as_text=True)
     assert "/delivery/quarantine" in html and "/delivery/sandbox" in html
+
+
+def test_sandbox_shows_the_message_as_the_customer_reads_it(client, db, login_as):
+    """Subject decoded (RFC 2047), the base64 text part decoded, the HTML part in a sandboxed frame."""
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    message = EmailMessage(policy=SMTP)
+    message["Subject"] = "2026年11月电费账单"
+    message["From"] = "国网电费 <billing@bills.test>"
+    message["To"] = "alice@customers.test"
+    message.set_content("尊敬的客户：您本期电费为 128.50 元。", cte="base64")
+    message.add_alternative("<p>尊敬的客户：<b>128.50 元</b></p><script>alert(4)</script>", subtype="html",
+                            cte="base64")
+    raw = message.as_bytes()
+    assert b"=?utf-8?" in raw and "尊敬".encode() not in raw  # encoded on the wire, as the sender sends it
+    kept = SandboxMessage(
+        mail_from="bounces+t@bounces.bills.test", rcpt_to="alice@customers.test", envid="e2", notify="SUCCESS",
+        ret="HDRS", subject=_raw_header(raw, "Subject"), message_id="<m2@x>", size=len(raw), raw=raw,
+        outcome="delivered",
+    )
+    db.add(kept)
+    db.commit()
+    login_as("admin")
+    listing = client.get("/delivery/sandbox").get_data(as_text=True)
+    assert "2026年11月电费账单" in listing and "=?utf-8?" not in listing
+    page = client.get(f"/delivery/sandbox/{kept.id}").get_data(as_text=True)
+    assert "<h1>2026年11月电费账单</h1>" in page
+    assert "尊敬的客户：您本期电费为 128.50 元。" in page  # the text part, decoded
+    assert "<iframe" in page and " sandbox " in page and "&lt;b&gt;128.50 元&lt;/b&gt;" in page
+    assert "<script>alert(4)" not in page
+
+
+def _raw_header(raw: bytes, name: str) -> str:
+    """A header as it stands on the wire (still RFC 2047 encoded), as the sandbox stores it."""
+    import email
+    from email import policy
+
+    return str(email.message_from_bytes(raw, policy=policy.compat32)[name])
