@@ -21,7 +21,7 @@ def cycle_group() -> None:
 
 @cycle_group.command("open")
 @click.argument("period")
-@click.option("--bill-date", type=click.DateTime(["%Y-%m-%d"]), help="Default: the period's last day.")
+@click.option("--bill-date", type=click.DateTime(["%Y-%m-%d"]), help="Default: today within the period, else its last day.")
 @with_appcontext
 def cycle_open(period: str, bill_date) -> None:  # noqa: ANN001
     from console.billing import cycles
