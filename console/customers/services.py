@@ -612,3 +612,147 @@ def remove_collective_pin(session: Session, customer: Customer, actor: Actor, pi
     record_audit(session, actor, "customer.collective_pin_removed", "customer", customer.id,
                  before={"points": [view.point_a, view.point_b], "kind": view.kind}, after=None)
     return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Contact details: phone, postal address and code, e-mail, account manager — validated as the
+# import validates (console.customers.importers' parsers, console.csvimport.parse_email).
+
+
+def clean_phone(text: str) -> str:
+    from console.customers.importers import parse_phone
+
+    value = " ".join((text or "").split())
+    try:
+        return parse_phone(value)
+    except ValueError:
+        raise FormInvalid({"phone": _l("Not a phone number (digits, '+', '-', spaces).")}) from None
+
+
+def clean_postal(address: str, code: str) -> tuple[str, str]:
+    from console.customers.importers import parse_postcode
+
+    address = " ".join((address or "").split())
+    code = (code or "").strip()
+    errors: dict[str, Any] = {}
+    if not address or len(address) > 300:
+        errors["postal_address"] = _l("Enter the postal address (300 characters at most).")
+    try:
+        parse_postcode(code)
+    except ValueError:
+        errors["postal_code"] = _l("A postal code is 6 digits.")
+    if errors:
+        raise FormInvalid(errors)
+    return address, code
+
+
+CONTACT_FIELDS = ("phone", "postal_address", "postal_code", "email", "account_manager_id")
+
+
+def manager_choices(session: Session) -> list[tuple[int, str]]:
+    from console.models import UserRole
+
+    return list(session.execute(
+        select(User.id, User.display_name).join(UserRole, UserRole.user_id == User.id)
+        .where(UserRole.role == "account_manager", User.active.is_(True)).order_by(User.display_name).limit(500)
+    ).all())
+
+
+def update_contact_details(
+    session: Session,
+    customer: Customer,
+    actor: Actor,
+    *,
+    phone: str,
+    postal_address: str,
+    postal_code: str,
+    email: str,
+    account_manager_id: str | int | None,
+    may_set_manager: bool,
+) -> bool:
+    """Phone, postal address and code, e-mail and (for admins) the account manager, validated as
+    the import validates; audited (before/after) and written to the contact history. Returns False
+    when nothing changed."""
+    errors: dict[str, Any] = {}
+    values: dict[str, Any] = {}
+    if (phone or "").strip():
+        try:
+            values["phone"] = clean_phone(phone)
+        except FormInvalid as exc:
+            errors |= exc.errors
+    else:
+        values["phone"] = None
+    if (postal_address or "").strip() or (postal_code or "").strip():
+        try:
+            values["postal_address"], values["postal_code"] = clean_postal(postal_address, postal_code)
+        except FormInvalid as exc:
+            errors |= exc.errors
+    else:
+        values["postal_address"] = values["postal_code"] = None
+    if (email or "").strip():
+        try:
+            values["email"] = parse_email(email.strip())
+        except ValueError:
+            errors["email"] = _l("Not a valid e-mail address.")
+    elif customer.channel_email:
+        errors["email"] = _l("The e-mail channel needs an e-mail address.")
+    else:
+        values["email"] = None
+    if may_set_manager:
+        chosen = str(account_manager_id or "").strip()
+        if not chosen:
+            values["account_manager_id"] = None
+        elif chosen.isdigit() and int(chosen) in {uid for uid, _name in manager_choices(session)}:
+            values["account_manager_id"] = int(chosen)
+        else:
+            errors["account_manager_id"] = _l("Choose an account manager.")
+    if errors:
+        raise FormInvalid(errors)
+    before = {name: getattr(customer, name) for name in values}
+    after = dict(values)
+    if before == after:
+        return False
+    for name, value in values.items():
+        setattr(customer, name, value)
+    session.flush()
+    changed = [name for name in values if before[name] != after[name]]
+    record_audit(session, actor, "customer.contact_details", "customer", customer.id,
+                 before={k: before[k] for k in changed}, after={k: after[k] for k in changed})
+    record_contact(session, customer.id, "console", f"Contact details changed ({', '.join(changed)})", actor,
+                   details={"change": "contact_details", "fields": changed,
+                            "before": {k: before[k] for k in changed}, "after": {k: after[k] for k in changed}})
+    session.flush()
+    return True
+
+
+def customer_bills(session: Session, customer_id: int, limit: int = 24) -> list[dict]:
+    """The customer's latest bills with their deliveries (per recipient, with state): the cockpit."""
+    from console.models import Bill, Cycle, Delivery
+
+    bills = session.execute(
+        select(Bill, Cycle.period).join(Cycle, Cycle.id == Bill.cycle_id).where(Bill.customer_id == customer_id)
+        .order_by(Bill.bill_date.desc(), Bill.id.desc()).limit(limit)
+    ).all()
+    ids = [b.id for b, _p in bills]
+    deliveries: dict[int, list] = {}
+    if ids:
+        for d in session.scalars(select(Delivery).where(Delivery.bill_id.in_(ids)).order_by(Delivery.id)):
+            deliveries.setdefault(d.bill_id, []).append(d)
+    return [{"bill": b, "period": period, "deliveries": deliveries.get(b.id, [])} for b, period in bills]
+
+
+def open_items(session: Session, customer_id: int) -> list:
+    from console.models import WorkItem
+
+    return list(session.scalars(
+        select(WorkItem).where(WorkItem.customer_id == customer_id, WorkItem.status.in_(("open", "claimed")))
+        .order_by(WorkItem.created_at)
+    ))
+
+
+def bill_numbers(session: Session, bill_ids: set[int]) -> dict[int, str]:
+    from console.models import Bill
+
+    if not bill_ids:
+        return {}
+    return dict(session.execute(select(Bill.id, Bill.bill_no).where(Bill.id.in_(bill_ids))).all())

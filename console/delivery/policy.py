@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, insert, select, text, update
+from sqlalchemy import bindparam, case, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -48,7 +48,16 @@ from console.db import utcnow
 from console.delivery.status_text import meaning_pair
 from console.models import Customer, Delivery, DeliveryAttempt, WorkItem
 from console.models.customers import ContactRecord
-from console.models.delivery import Channel, ConfirmedBy, DeliveryStatus, WorkItemReason, WorkItemStatus
+from console.models.delivery import (
+    Channel,
+    ConfirmedBy,
+    DeliveryStatus,
+    WorkItemDelivery,
+    WorkItemNotice,
+    WorkItemReason,
+    WorkItemStatus,
+    case_key,
+)
 from console.models.mailin import DeliveryEvent
 
 # The tables of the hot path, for Core statements on the session's connection (no ORM compile or
@@ -58,6 +67,7 @@ DELIVERIES = Delivery.__table__
 WORK_ITEMS = WorkItem.__table__
 CONTACTS = ContactRecord.__table__
 CUSTOMERS = Customer.__table__
+LINKS = WorkItemDelivery.__table__
 
 MAX_ATTEMPTS = 2  # the first sending and one resend
 ACTIONS = ("delivered", "relayed", "delayed", "failed", "expanded", "refused")
@@ -131,6 +141,8 @@ class AttemptRow:
     recipient_name: str
     last_error: str | None = None
     manager_id: int | None = None  # the account manager of a key account (who gets its work items)
+    attempt_base: int = 0  # attempts of earlier rounds (a resend after a correction starts a round)
+    channel: str = Channel.EMAIL
     reports: list = field(default_factory=list)
 
 
@@ -139,7 +151,8 @@ ATTEMPT_ROW_COLUMNS = (
     DELIVERIES.c.address, DELIVERIES.c.status, DELIVERIES.c.confirmed_by, DELIVERIES.c.attempts_made,
     DELIVERIES.c.customer_id, DELIVERIES.c.bill_id, DELIVERIES.c.recipient_id, DELIVERIES.c.recipient_name,
     DELIVERIES.c.last_error,
-    case((CUSTOMERS.c.key_account.is_(True), CUSTOMERS.c.account_manager_id), else_=None), ATTEMPTS.c.reports,
+    case((CUSTOMERS.c.key_account.is_(True), CUSTOMERS.c.account_manager_id), else_=None),
+    DELIVERIES.c.attempt_base, DELIVERIES.c.channel, ATTEMPTS.c.reports,
 )
 
 
@@ -332,7 +345,7 @@ def apply_report_row(
     if row.status in SETTLED or row.status == DeliveryStatus.FAILED:
         return  # settled, or already escalated
     temporary = action == "failed" and not is_permanent(status)
-    if temporary and latest < MAX_ATTEMPTS:
+    if temporary and latest - row.attempt_base < MAX_ATTEMPTS:
         # Resend once: back to the queue; the sender makes attempt 2 (new token and Message-ID).
         _set_delivery(
             session, row, {"status": (DeliveryStatus.SENT, DeliveryStatus.QUEUED), "attempts_made": latest},
@@ -432,12 +445,12 @@ def confirm(
         session.flush()
         row = AttemptRow(0, delivery.id, 0, None, None, delivery.address, delivery.status, delivery.confirmed_by,
                          delivery.attempts_made, delivery.customer_id, delivery.bill_id, delivery.recipient_id,
-                         delivery.recipient_name)
+                         delivery.recipient_name, attempt_base=delivery.attempt_base or 0, channel=delivery.channel)
     else:
         row = _row_of(session, attempt)
     done = confirm_row(session, row, how, at, with_attempt=attempt is not None)
     for obj in list(session.identity_map.values()):
-        if isinstance(obj, WorkItem) and obj.delivery_id == delivery.id:
+        if isinstance(obj, WorkItem):
             session.expire(obj)
     if done:
         for column in ("status", "confirmed_at", "confirmed_by", "confirm_due_at", "claimed_until"):
@@ -476,14 +489,41 @@ def _confirm_statement_pg() -> Any:
     contact = insert(CONTACTS).from_select(
         list(_CONTACT_COLUMNS), select(*(_p(f"c_{name}", CONTACTS.c[name]) for name in _CONTACT_COLUMNS)).select_from(won)
     ).returning(CONTACTS.c.id).cte("contact_written")
+    confirmed = select(won.c.id)
     items = (
         update(WORK_ITEMS)
-        .where(WORK_ITEMS.c.delivery_id.in_(select(won.c.id)), WORK_ITEMS.c.status == WorkItemStatus.OPEN)
+        .where(_items_of(confirmed), WORK_ITEMS.c.status == WorkItemStatus.OPEN, ~_still_failing(confirmed))
         .values(status=WorkItemStatus.CLOSED, closed_at=_p("w_at", WORK_ITEMS.c.closed_at),
                 close_reason=_p("w_reason", WORK_ITEMS.c.close_reason))
         .returning(WORK_ITEMS.c.id).cte("items_closed")
     )
-    return select(func.count()).select_from(won).add_cte(attempt, contact, items)
+    noticed = (
+        update(WORK_ITEMS)
+        .where(_items_of(confirmed), WORK_ITEMS.c.status == WorkItemStatus.CLAIMED)
+        .values(notice=WorkItemNotice.CONFIRMED_LATER, notice_at=_p("w_at", WORK_ITEMS.c.notice_at))
+        .returning(WORK_ITEMS.c.id).cte("items_noticed")
+    )
+    return select(func.count()).select_from(won).add_cte(attempt, contact, items, noticed)
+
+
+def _items_of(delivery_ids: Any) -> Any:
+    """Work items (cases) that hold one of these deliveries."""
+    return or_(
+        WORK_ITEMS.c.delivery_id.in_(delivery_ids),
+        WORK_ITEMS.c.id.in_(select(LINKS.c.work_item_id).where(LINKS.c.delivery_id.in_(delivery_ids))),
+    )
+
+
+def _still_failing(confirmed: Any) -> Any:
+    """EXISTS another failed delivery on the item's case (besides the ones being confirmed): the case
+    stays open for it."""
+    return (
+        select(LINKS.c.id)
+        .join(DELIVERIES, DELIVERIES.c.id == LINKS.c.delivery_id)
+        .where(LINKS.c.work_item_id == WORK_ITEMS.c.id, DELIVERIES.c.status == DeliveryStatus.FAILED,
+               DELIVERIES.c.id.not_in(confirmed))
+        .exists()
+    )
 
 
 _CONFIRM_PG = _confirm_statement_pg()
@@ -530,10 +570,15 @@ def confirm_row(session: Session, row: AttemptRow, how: str, at: datetime, *, wi
         ).rowcount == 1
         if won:
             connection.execute(insert(CONTACTS).values(**contact))
+            confirmed = [row.delivery_id]
             connection.execute(
-                update(WORK_ITEMS).where(WORK_ITEMS.c.delivery_id == row.delivery_id,
-                                         WORK_ITEMS.c.status == WorkItemStatus.OPEN)
+                update(WORK_ITEMS).where(_items_of(confirmed), WORK_ITEMS.c.status == WorkItemStatus.OPEN,
+                                         ~_still_failing(confirmed))
                 .values(status=WorkItemStatus.CLOSED, closed_at=at, close_reason=close_reason)
+            )
+            connection.execute(
+                update(WORK_ITEMS).where(_items_of(confirmed), WORK_ITEMS.c.status == WorkItemStatus.CLAIMED)
+                .values(notice=WorkItemNotice.CONFIRMED_LATER, notice_at=at)
             )
     if won:
         row.status, row.confirmed_by = DeliveryStatus.CONFIRMED, how
@@ -626,39 +671,91 @@ def open_work_item(session: Session, delivery: Delivery, reason: str, failure: d
     row = AttemptRow(0, delivery.id, 0, None, None, delivery.address, delivery.status, delivery.confirmed_by,
                      delivery.attempts_made, delivery.customer_id, delivery.bill_id, delivery.recipient_id,
                      delivery.recipient_name, delivery.last_error,
-                     customer.account_manager_id if customer.key_account else None)
+                     customer.account_manager_id if customer.key_account else None,
+                     attempt_base=delivery.attempt_base or 0, channel=delivery.channel)
     item_id = open_work_item_row(session, row, reason, failure)
     return session.get(WorkItem, item_id) if item_id is not None else None
 
 
 _WORK_ITEM_COLUMNS = ("delivery_id", "bill_id", "customer_id", "reason", "assigned_role", "assigned_user_id", "status",
-                      "summary", "details", "created_at")
+                      "summary", "details", "created_at", "case_key", "priority")
+OPEN_CASE = text("status IN ('open', 'claimed')")  # the predicate of uq_work_items_open_case
+PRIORITY_KEY, PRIORITY_NORMAL, PRIORITY_LOW = 0, 1, 2
 
 
 def _work_item_insert(dialect: str) -> Any:
-    """INSERT … ON CONFLICT (delivery_id, reason) DO NOTHING RETURNING id, built once per database."""
+    """INSERT … ON CONFLICT (customer_id, case_key) WHERE open DO NOTHING RETURNING id, built once per
+    database (the partial unique index allows one open case per customer and address)."""
     key = ("work_item_insert", dialect)
     statement = _STATEMENTS.get(key)
     if statement is None:
         make = {"postgresql": pg_insert, "sqlite": sqlite_insert}[dialect]
         statement = make(WORK_ITEMS).values(
             {name: bindparam(f"i_{name}", type_=WORK_ITEMS.c[name].type) for name in _WORK_ITEM_COLUMNS}
-        ).on_conflict_do_nothing(index_elements=["delivery_id", "reason"]).returning(WORK_ITEMS.c.id)
+        ).on_conflict_do_nothing(index_elements=["customer_id", "case_key"], index_where=OPEN_CASE).returning(
+            WORK_ITEMS.c.id)
         _STATEMENTS[key] = statement
     return statement
 
 
+def _link_insert(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (work_item_id, delivery_id) DO NOTHING: a delivery joins a case once."""
+    key = ("work_item_link", dialect)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        make = {"postgresql": pg_insert, "sqlite": sqlite_insert}[dialect]
+        statement = make(LINKS).values(
+            {name: bindparam(f"l_{name}", type_=LINKS.c[name].type)
+             for name in ("work_item_id", "delivery_id", "bill_id", "reason", "added_at")}
+        ).on_conflict_do_nothing(index_elements=["work_item_id", "delivery_id"])
+        _STATEMENTS[key] = statement
+    return statement
+
+
+_OPEN_CASE_OF = select(WORK_ITEMS.c.id).where(
+    WORK_ITEMS.c.customer_id == bindparam("customer_id"), WORK_ITEMS.c.case_key == bindparam("case_key"),
+    WORK_ITEMS.c.status.in_((WorkItemStatus.OPEN, WorkItemStatus.CLAIMED)),
+)
+
+
+def open_case_of(session: Session, customer_id: int, key: str) -> int | None:
+    """The open (or claimed) work item of this customer and case key, if any."""
+    return session.connection().execute(_OPEN_CASE_OF, {"customer_id": customer_id, "case_key": key}).scalar()
+
+
+def link_delivery(session: Session, item_id: int, delivery_id: int, bill_id: int, reason: str,
+                  at: datetime | None = None) -> None:
+    """Put a delivery on a case (nothing if it is there already)."""
+    connection = session.connection()
+    connection.execute(_link_insert(connection.dialect.name), {
+        "l_work_item_id": item_id, "l_delivery_id": delivery_id, "l_bill_id": bill_id, "l_reason": reason,
+        "l_added_at": at or utcnow()})
+
+
 def open_work_item_row(session: Session, row: AttemptRow, reason: str, failure: dict | None = None) -> int | None:
-    """A work item for a phone rep, or for the account manager of a key account; one per delivery
-    and reason (INSERT … ON CONFLICT DO NOTHING on the unique key; a second call finds the first's).
-    `failure`: status, key sentence, evidence, other address, priority of the report that caused it
-    (kept in `details`). Returns the item's id."""
+    """The case of this delivery's customer and address: the open (or claimed) one, which the
+    delivery joins, or a new one — for a phone rep, or for the account manager of a key account.
+    One open case per customer and address (INSERT … ON CONFLICT DO NOTHING on the partial unique
+    index; a second process finds the first's); a delivery is on a case once. `failure`: status,
+    key sentence, evidence, other address, priority of the report that caused it (kept in
+    `details`). Returns the item's id."""
     connection = session.connection()
     manager = row.manager_id
+    key = case_key(row.channel, row.address)
+    failure = {k: v for k, v in (failure or {}).items() if v}
+    priority = PRIORITY_LOW if failure.get("priority") == "low" else PRIORITY_KEY if manager else PRIORITY_NORMAL
+    now = utcnow()
+    item_id = open_case_of(session, row.customer_id, key)
+    if item_id is not None:
+        link_delivery(session, item_id, row.delivery_id, row.bill_id, reason, now)
+        connection.execute(
+            update(WORK_ITEMS).where(WORK_ITEMS.c.id == item_id, WORK_ITEMS.c.priority > priority)
+            .values(priority=priority)
+        )
+        return item_id
     attempts = _attempt_details(session, row.delivery_id)
     last = attempts[-1] if attempts else {}
     diagnostic = last.get("diagnostic") or last.get("smtp_response") or row.last_error or ""
-    failure = {k: v for k, v in (failure or {}).items() if v}
     if "status" not in failure and last.get("status"):
         failure["status"] = last["status"]
     if reason == WorkItemReason.EMAIL_FAILED:
@@ -667,6 +764,8 @@ def open_work_item_row(session: Session, row: AttemptRow, reason: str, failure: 
         head = (f"请确认电子邮件地址（自动回复称已不再使用） / Confirm the e-mail address (an auto-reply says it is "
                 f"no longer in use): {row.address}")
         diagnostic = ""
+    elif reason == WorkItemReason.POST_RETURNED:
+        head = f"纸质账单被退回 / Paper bill returned: {row.address}"
     else:
         head = f"电子账单重发后仍未确认 / E-mail bill unconfirmed after resend: {row.address}"
     values = {
@@ -685,22 +784,14 @@ def open_work_item_row(session: Session, row: AttemptRow, reason: str, failure: 
             "attempts": attempts,
             **failure,
         },
+        "created_at": now,
+        "case_key": key,
+        "priority": priority,
     }
-    values["created_at"] = utcnow()
     item_id = connection.execute(
         _work_item_insert(connection.dialect.name), {f"i_{name}": value for name, value in values.items()}
     ).scalar()
-    if item_id is not None:
-        return item_id
-    # Opened before (by another process, or earlier): that one stands. A delivery reopened after a
-    # confirmation had its item closed by that confirmation: it is open again.
-    item_id, status = connection.execute(
-        select(WORK_ITEMS.c.id, WORK_ITEMS.c.status)
-        .where(WORK_ITEMS.c.delivery_id == row.delivery_id, WORK_ITEMS.c.reason == reason)
-    ).one()
-    if status == WorkItemStatus.CLOSED and reason == WorkItemReason.EMAIL_FAILED and failure.get("reopened_from"):
-        connection.execute(
-            update(WORK_ITEMS).where(WORK_ITEMS.c.id == item_id, WORK_ITEMS.c.status == WorkItemStatus.CLOSED)
-            .values(status=WorkItemStatus.OPEN, closed_at=None, close_reason=None)
-        )
+    if item_id is None:  # opened meanwhile by another process: that one stands
+        item_id = open_case_of(session, row.customer_id, key)
+    link_delivery(session, item_id, row.delivery_id, row.bill_id, reason, now)
     return item_id

@@ -292,7 +292,7 @@ class Sender:
                 attempt.dsn_requested = self.dsn
                 attempts[delivery.id] = attempt
                 continue
-            if delivery.attempts_made >= MAX_ATTEMPTS:
+            if delivery.attempts_made - (delivery.attempt_base or 0) >= MAX_ATTEMPTS:
                 # Cannot happen through the policy; never send a third time.
                 if transition(self.session, delivery, {"status": DeliveryStatus.QUEUED}, status=DeliveryStatus.FAILED,
                               claimed_until=None):

@@ -54,7 +54,7 @@ def sweep_deadlines(session: Session, now: datetime, limit: int = 1000) -> dict:
             "attempts_made": delivery.attempts_made,
             "confirm_due_at": delivery.confirm_due_at,
         }
-        if delivery.attempts_made < MAX_ATTEMPTS:
+        if delivery.attempts_made - (delivery.attempt_base or 0) < MAX_ATTEMPTS:  # one resend per round
             if transition(
                 session, delivery, expect, status=DeliveryStatus.QUEUED, confirm_due_at=None, claimed_until=None, enqueued_at=None
             ):

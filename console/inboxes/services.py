@@ -177,7 +177,7 @@ def list_items(session: Session, viewer: Viewer, query: InboxQuery) -> InboxPage
     stmt = (
         select(
             WorkItem.id, WorkItem.created_at, WorkItem.reason, WorkItem.status, WorkItem.summary,
-            WorkItem.claimed_by_id, claimer.display_name.label("claimed_by"),
+            WorkItem.claimed_by_id, claimer.display_name.label("claimed_by"), WorkItem.notice, WorkItem.priority,
             Customer.id.label("customer_id"), Customer.account_no, Customer.name, Customer.phone,
             Customer.key_account, Bill.bill_no,
         )
@@ -310,8 +310,14 @@ def item_view(session: Session, viewer: Viewer, item_id: int) -> dict:
             )
         ).all()
     )
+    case = corrections.case_deliveries(session, item)
+    case_bills = dict(session.execute(
+        select(Bill.id, Bill.bill_no).where(Bill.id.in_({d.bill_id for d in case} | {item.bill_id}))
+    ).all())
     return {
         "item": item,
+        "case_deliveries": case,
+        "case_bills": case_bills,
         "customer": customer,
         "id_number_masked": mask_id_number(customer.id_number),
         "bill": bill,
@@ -405,16 +411,34 @@ def _close(session: Session, item: WorkItem, reason: str, actor: Actor, extra: d
                  after={"status": "closed", "close_reason": reason} | (extra or {}))
 
 
-def record_call(session: Session, viewer: Viewer, item_id: int, outcome: str, note: str, actor: Actor) -> ContactRecord:
+def record_call(session: Session, viewer: Viewer, item_id: int, outcome: str, note: str, actor: Actor,
+                new_phone: str = "") -> ContactRecord:
+    """A call and its outcome in the contact history; "wrong number" takes the right one (validated
+    as the import validates) and puts it on the customer file."""
+    from console.customers.services import FormInvalid, clean_phone
+
     if outcome not in CALL_OUTCOMES:
         raise InboxError(_l("Choose the outcome of the call."))
     note = (note or "").strip()
     if len(note) > 2000:
         raise InboxError(_l("The note is too long (2,000 characters at most)."))
+    phone = None
+    if outcome == "wrong_number" and (new_phone or "").strip():
+        try:
+            phone = clean_phone(new_phone)
+        except FormInvalid as exc:
+            raise InboxError(next(iter(exc.errors.values()))) from None
     item = _take(session, viewer, item_id, actor)
+    details = {"outcome": outcome, "note": note, "work_item_id": item.id}
+    if phone is not None:
+        customer = session.get(Customer, item.customer_id)
+        details |= {"phone_before": customer.phone, "phone": phone}
+        record_audit(session, actor, "customer.phone", "customer", customer.id, before={"phone": customer.phone},
+                     after={"phone": phone, "work_item_id": item.id})
+        customer.phone = phone
     record = record_contact(
         session, item.customer_id, "phone", f"call: {outcome}" + (f" — {note}" if note else ""), actor,
-        bill_id=item.bill_id, details={"outcome": outcome, "note": note, "work_item_id": item.id},
+        bill_id=item.bill_id, details=details,
     )
     session.flush()
     record_audit(session, actor, "work_item.call", "work_item", item.id, after={"outcome": outcome, "note": note,
@@ -422,50 +446,101 @@ def record_call(session: Session, viewer: Viewer, item_id: int, outcome: str, no
     return record
 
 
+def _case_address(item: WorkItem, first: Delivery | None) -> str:
+    return (item.details or {}).get("address") or (first.address if first is not None else "")
+
+
 def correct_email(
     session: Session, viewer: Viewer, item_id: int, new_email: str, actor: Actor, send_batch_size: int
 ) -> Delivery:
-    """Corrects the address the failed delivery went to (the holder's or a recipient's), closes the
-    item and has the delivery domain send the bill again to the new address (after the commit).
-    Returns the delivery that will be sent."""
+    """Corrects the address of the case once — the holder's e-mail and every recipient row of this
+    customer at that address — closes the item and has the delivery domain send every bill of the
+    case again to the new address (after the commit). Returns the first delivery that will be sent."""
     try:
         address = parse_address((new_email or "").strip())
     except InvalidAddress:
         raise InboxError(_l("That is not a valid e-mail address.")) from None
     item = _take(session, viewer, item_id, actor)
-    delivery = session.get(Delivery, item.delivery_id)
-    if delivery is None or delivery.channel != "email":
+    deliveries = corrections.case_deliveries(session, item)
+    emails = [d for d in deliveries if d.channel == "email"]
+    if not emails:
         raise InboxError(_l("Only an e-mail delivery can be sent to a corrected address."))
     customer = session.get(Customer, item.customer_id)
-    if delivery.recipient_id is not None:
-        recipient = session.get(Recipient, delivery.recipient_id)
-        clash = session.scalar(
-            select(Recipient.id).where(
-                Recipient.customer_id == customer.id, Recipient.channel == "email", Recipient.address == address,
-                Recipient.id != recipient.id,
-            )
-        )
-        if clash:
-            raise InboxError(_l("Another recipient of this customer already has that address."))
-        before = {"address": recipient.address}
-        recipient.address = address
-        record_audit(session, actor, "recipient.address", "recipient", recipient.id, before=before,
-                     after={"address": address, "work_item_id": item.id})
-        name = recipient.name
-    else:
+    old = {d.address for d in emails}
+    old_folded = {a.casefold() for a in old}
+    names: dict[int | None, str] = {}
+    recipients = session.scalars(
+        select(Recipient).where(Recipient.customer_id == customer.id, Recipient.channel == "email")
+    ).all()
+    for recipient in recipients:
+        if (recipient.address or "").casefold() in old_folded or recipient.id in {d.recipient_id for d in emails}:
+            clash = any(r.address == address and r.id != recipient.id for r in recipients)
+            if clash:
+                raise InboxError(_l("Another recipient of this customer already has that address."))
+            before = {"address": recipient.address}
+            recipient.address = address
+            names[recipient.id] = recipient.name
+            record_audit(session, actor, "recipient.address", "recipient", recipient.id, before=before,
+                         after={"address": address, "work_item_id": item.id})
+    if (customer.email or "").casefold() in old_folded or any(d.recipient_id is None for d in emails):
         before = {"email": customer.email}
         customer.email = address
         record_audit(session, actor, "customer.email", "customer", customer.id, before=before,
                      after={"email": address, "work_item_id": item.id})
-        name = None
+    record_contact(session, customer.id, "console", f"e-mail corrected: {', '.join(sorted(old))} → {address}", actor,
+                   bill_id=item.bill_id, details={"change": "email", "before": sorted(old), "after": address,
+                                                  "work_item_id": item.id})
     try:
-        new = corrections.resend_to_address(
-            session, delivery, address, actor, utcnow(), send_batch_size, recipient_name=name
-        )
+        resent = corrections.resend_case(session, item, address, actor, utcnow(), send_batch_size, names)
     except corrections.ResendRefused as exc:
         raise InboxError(str(exc)) from None
-    _close(session, item, "address_corrected", actor, {"new_delivery_id": new.id, "address": address})
-    return new
+    _close(session, item, "address_corrected", actor,
+           {"new_delivery_ids": [d.id for d in resent], "address": address})
+    return resent[0] if resent else emails[0]
+
+
+def correct_postal(
+    session: Session, viewer: Viewer, item_id: int, postal_address: str, postal_code: str, actor: Actor,
+) -> list[Delivery]:
+    """A returned letter's case: the postal address (and code) corrected once — the holder's or the
+    paper recipient rows at that address — and every bill of the case reprinted: a new paper
+    delivery each, which the next print batch picks up (console.delivery.corrections)."""
+    from console.customers.services import FormInvalid, clean_postal
+
+    try:
+        postal_address, postal_code = clean_postal(postal_address, postal_code)
+    except FormInvalid as exc:
+        raise InboxError(next(iter(exc.errors.values()))) from None
+    item = _take(session, viewer, item_id, actor)
+    papers = [d for d in corrections.case_deliveries(session, item) if d.channel == "paper"]
+    if not papers:
+        raise InboxError(_l("Only a paper delivery can be reprinted to a corrected postal address."))
+    customer = session.get(Customer, item.customer_id)
+    holder = any(d.recipient_id is None for d in papers)
+    if holder:
+        before = {"postal_address": customer.postal_address, "postal_code": customer.postal_code}
+        customer.postal_address, customer.postal_code = postal_address, postal_code
+        record_audit(session, actor, "customer.postal_address", "customer", customer.id, before=before,
+                     after={"postal_address": postal_address, "postal_code": postal_code, "work_item_id": item.id})
+        new_address = postal_address if postal_code in postal_address else f"{postal_address} {postal_code}"
+    else:
+        new_address = postal_address
+    for recipient_id in {d.recipient_id for d in papers if d.recipient_id is not None}:
+        recipient = session.get(Recipient, recipient_id)
+        before = {"address": recipient.address}
+        recipient.address = new_address
+        record_audit(session, actor, "recipient.address", "recipient", recipient.id, before=before,
+                     after={"address": new_address, "work_item_id": item.id})
+    record_contact(session, customer.id, "console", "postal address corrected", actor, bill_id=item.bill_id,
+                   details={"change": "postal_address", "before": sorted({d.address for d in papers}),
+                            "after": new_address, "work_item_id": item.id})
+    try:
+        resent = corrections.resend_case(session, item, new_address[:300], actor, utcnow(), 0)
+    except corrections.ResendRefused as exc:
+        raise InboxError(str(exc)) from None
+    _close(session, item, "address_corrected", actor,
+           {"new_delivery_ids": [d.id for d in resent], "address": new_address})
+    return resent
 
 
 def switch_to_paper(

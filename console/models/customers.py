@@ -37,6 +37,11 @@ class Customer(Base):
         Index("ix_customers_phone", "phone", postgresql_ops={"phone": "text_pattern_ops"}),
         Index("ix_customers_email", "email", postgresql_ops={"email": "text_pattern_ops"}),
         Index("ix_customers_account_no_prefix", "account_no", postgresql_ops={"account_no": "text_pattern_ops"}),
+        # Search anywhere in the name or the postal address (the inbox, the customer search): trigram
+        # GIN indexes on PostgreSQL (pg_trgm serves LIKE '%x%'); on SQLite a plain index, scanned.
+        Index("ix_customers_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"}),
+        Index("ix_customers_postal_trgm", "postal_address", postgresql_using="gin",
+              postgresql_ops={"postal_address": "gin_trgm_ops"}),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

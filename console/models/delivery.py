@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -105,6 +106,10 @@ class Delivery(Base):
     copies: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(12), default=DeliveryStatus.QUEUED.value)
     attempts_made: Mapped[int] = mapped_column(Integer, default=0)
+    # Attempts made before the current round: a resend after a correction starts a new round
+    # (attempt_base = attempts_made) so the policy's "one resend" counts from there, while attempt
+    # numbers keep counting up (unique per delivery: tokens and Message-IDs of old rounds still match).
+    attempt_base: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     confirm_due_at: Mapped[Timestamp | None]
     confirmed_at: Mapped[Timestamp | None]
     confirmed_by: Mapped[str | None] = mapped_column(String(16))  # delivered, relayed, portal_open, post
@@ -152,18 +157,39 @@ class DeliveryAttempt(Base):
     delivery: Mapped[Delivery] = relationship(back_populates="attempts")
 
 
+class WorkItemNotice(StrEnum):
+    """News for the person who claimed an item (WorkItem.notice)."""
+
+    CONFIRMED_LATER = "confirmed_later"  # a delivery of the case was confirmed after all
+
+
+WORK_ITEM_NOTICES = values(WorkItemNotice)
+
+
+def case_key(channel: str, address: str) -> str:
+    """The key of a case: one open work item per customer and address (any bill, any recipient row)."""
+    text = " ".join((address or "").split())
+    return f"{channel}:{text.casefold() if channel == Channel.EMAIL else text}"[:330]
+
+
 class WorkItem(Base):
-    """A job for a person: a bill that did not arrive. Unique per delivery and reason."""
+    """A case for a person: bills that did not arrive at one address of one customer. At most one
+    open (or claimed) item per customer and case key; its deliveries are in work_item_deliveries
+    (`delivery_id`/`bill_id` here are the first of them)."""
 
     __tablename__ = "work_items"
     __table_args__ = (
         CheckConstraint(f"status IN {WORK_ITEM_STATUSES!r}", name="status"),
-        UniqueConstraint("delivery_id", "reason"),
         Index("ix_work_items_queue", "status", "assigned_role", "created_at"),
+        Index("ix_work_items_urgent", "status", "assigned_role", "priority", "created_at"),
+        Index(
+            "uq_work_items_open_case", "customer_id", "case_key", unique=True,
+            postgresql_where=text("status IN ('open', 'claimed')"), sqlite_where=text("status IN ('open', 'claimed')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"))
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"), index=True)
     bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id"))
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
     reason: Mapped[str] = mapped_column(String(24))  # email_failed, email_unconfirmed, post_returned, ...
@@ -176,3 +202,22 @@ class WorkItem(Base):
     created_at: Mapped[Timestamp] = mapped_column(default=utcnow)
     closed_at: Mapped[Timestamp | None]
     close_reason: Mapped[str | None] = mapped_column(Text)
+    case_key: Mapped[str | None] = mapped_column(String(330))  # console.models.delivery.case_key
+    # 0: key account, 1: ordinary, 2: low (an address check); the inbox and "take next" order by it.
+    priority: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    notice: Mapped[str | None] = mapped_column(String(24))  # WorkItemNotice, for the claimer
+    notice_at: Mapped[Timestamp | None]
+
+
+class WorkItemDelivery(Base):
+    """A delivery on a case (work item): every failed bill and recipient at the case's address."""
+
+    __tablename__ = "work_item_deliveries"
+    __table_args__ = (UniqueConstraint("work_item_id", "delivery_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    work_item_id: Mapped[int] = mapped_column(ForeignKey("work_items.id"))
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"), index=True)
+    bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id"))
+    reason: Mapped[str] = mapped_column(String(24))
+    added_at: Mapped[Timestamp] = mapped_column(default=utcnow)

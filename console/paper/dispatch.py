@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 
 from console.audit import Actor, record_audit, record_contact
 from console.db import utcnow
+from console.delivery.policy import open_work_item, transition
 from console.models import Bill, Customer, Cycle, Delivery, WorkItem
-from console.models.delivery import DeliveryStatus, WorkItemStatus
+from console.models.delivery import DeliveryStatus, WorkItemDelivery
 from console.models.paper import BatchStatus, PrintBatch, PrintItem, PrintItemStatus
 from console.paper.batches import PaperError
 
@@ -114,40 +115,34 @@ def record_returned(session: Session, item_id: int, actor: Actor, note: str = ""
     delivery = session.get(Delivery, item.delivery_id)
     customer = session.get(Customer, item.customer_id)
     bill = session.get(Bill, item.bill_id)
-    existing = session.scalar(
-        select(WorkItem).where(WorkItem.delivery_id == delivery.id, WorkItem.reason == RETURNED_REASON)
-    )
-    if item.status == PrintItemStatus.RETURNED and existing is not None:
-        return existing
+    if item.status == PrintItemStatus.RETURNED:
+        existing = session.scalar(
+            select(WorkItem).join(WorkItemDelivery, WorkItemDelivery.work_item_id == WorkItem.id)
+            .where(WorkItemDelivery.delivery_id == delivery.id, WorkItem.reason == RETURNED_REASON)
+            .order_by(WorkItem.id.desc())
+        )
+        if existing is not None:
+            return existing
     now = utcnow()
     item.status = PrintItemStatus.RETURNED
     item.outcome_at = now
     item.outcome_note = note.strip() or None
-    delivery.status = DeliveryStatus.FAILED
+    transition(session, delivery, {"status": delivery.status}, status=DeliveryStatus.FAILED, updated_at=now)
     record_contact(session, customer.id, "paper",
                    f"Paper bill {bill.bill_no} returned undelivered from {delivery.address}", actor,
                    bill_id=bill.id,
                    details={"method": item.dispatch_method, "tracking_no": item.tracking_no,
-                            "deliverer": item.deliverer, "note": item.outcome_note, "print_item_id": item.id})
+                            "deliverer": item.deliverer, "note": item.outcome_note, "print_item_id": item.id,
+                            "delivery_id": delivery.id, "recipient_id": delivery.recipient_id,
+                            "recipient_name": delivery.recipient_name})
     record_audit(session, actor, "paper.returned", "print_item", item.id, before={"status": "dispatched"},
                  after={"status": "returned", "note": item.outcome_note})
-    if existing is None:
-        key = customer.key_account and customer.account_manager_id is not None
-        existing = WorkItem(
-            delivery_id=delivery.id,
-            bill_id=bill.id,
-            customer_id=customer.id,
-            reason=RETURNED_REASON,
-            assigned_role="account_manager" if key else "phone_rep",
-            assigned_user_id=customer.account_manager_id if key else None,
-            status=WorkItemStatus.OPEN,
-            summary=f"Paper bill {bill.bill_no} returned from {delivery.address}: call and correct the address",
-            details={"method": item.dispatch_method, "tracking_no": item.tracking_no, "deliverer": item.deliverer,
-                     "note": item.outcome_note, "address": delivery.address, "copies": item.copies},
-        )
-        session.add(existing)
+    # The delivery domain opens (or joins) the case of this customer and address.
+    work_item = open_work_item(session, delivery, RETURNED_REASON, {
+        "method": item.dispatch_method, "tracking_no": item.tracking_no, "deliverer": item.deliverer,
+        "note": item.outcome_note, "copies": item.copies})
     session.flush()
-    return existing
+    return work_item
 
 
 @dataclass(frozen=True)
