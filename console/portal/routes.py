@@ -69,7 +69,10 @@ def _to_login() -> Response:
         from console.web.expiry import expired_response
 
         return expired_response("signed_out", 401)
-    target = url_for("portal.login")
+    # The page asked for comes back after sign-in (the e-mail's link to one bill lands on that bill).
+    target = url_for("portal.login", next=request.full_path.rstrip("?")) if request.method == "GET" else url_for(
+        "portal.login"
+    )
     if request.headers.get("HX-Request") == "true":
         response = Response(status=401)
         response.headers["HX-Redirect"] = target
@@ -188,8 +191,20 @@ def login():
             session.clear()  # a new session at sign-in
             login_user(account)
             log_security_event("portal_login", account)
-            return redirect(url_for("portal.bills"))
-    return render_template("portal/login.html", error=error), (401 if error else 200)
+            return redirect(_safe_next(request.form.get("next")) or url_for("portal.bills"))
+    return render_template("portal/login.html", error=error, next=_safe_next(request.values.get("next"))), (
+        401 if error else 200
+    )
+
+
+def _safe_next(target: str | None) -> str | None:
+    """A page of the customer web page to return to: same origin only (a path under /my/, no scheme,
+    no host, no backslash tricks), never the sign-in page itself."""
+    if not target or not target.startswith("/my/") or target.startswith("/my/login"):
+        return None
+    if "//" in target or "\\" in target or ".." in target or any(ch in target for ch in "\r\n\t"):
+        return None
+    return target
 
 
 @bp.route("/logout", methods=["POST"])
