@@ -14,13 +14,14 @@ import shutil
 import smtplib
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 
 from flask import Flask
 from flask_babel import gettext as _
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from console import smtp
 from console.audit import Actor
@@ -135,7 +136,43 @@ def check_disk(app: Flask) -> list[Finding]:
     return [Finding("disk", True, _("%(free)d MB free for PDFs under %(path)s.", free=free_mb, path=str(folder)))]
 
 
-CHECKS = (check_database, check_redis, check_relay, check_font, check_sweeper, check_disk)
+def check_reports_arriving(app: Flask) -> list[Finding]:
+    """Without sending anything: e-mails went out with DSN between 24 h and 1 h ago, and since the
+    first of them not one message reached the bounce domain — every delivered DSN e-mail brings a
+    report, so the route from the MX to mailin is broken (or mailin is down)."""
+    from console.models import DeliveryAttempt
+    from console.models.mailin import InboundMessage
+
+    now = utcnow()
+    session = app.extensions["billpost.session_factory"]()
+    try:
+        first_sent = session.scalar(
+            select(func.min(DeliveryAttempt.sent_at)).where(
+                DeliveryAttempt.dsn_requested.is_(True),
+                DeliveryAttempt.sent_at >= now - timedelta(hours=24),
+                DeliveryAttempt.sent_at <= now - timedelta(hours=1),
+            )
+        )
+        if first_sent is None:
+            return [Finding("reports", True, _("No e-mail with DSN went out in the last day: nothing to expect yet."),
+                            warning=True)]
+        received = session.scalar(
+            select(func.count()).select_from(InboundMessage).where(InboundMessage.received_at >= first_sent)
+        )
+    except Exception as exc:  # noqa: BLE001 - the database finding says why
+        return [Finding("reports", False, _("The reports cannot be checked (%(error)s).", error=type(exc).__name__))]
+    finally:
+        session.close()
+    if not received:
+        return [Finding("reports", False, _(
+            "E-mails went out with DSN since %(since)s UTC, and no report has reached mailin since: is mailin "
+            "running, and is the bounce domain routed to it? (`console doctor --probe`)",
+            since=first_sent.strftime("%Y-%m-%d %H:%M")))]
+    return [Finding("reports", True, _("%(count)d message(s) reached the bounce domain since the first of the last "
+                                       "day's e-mails went out.", count=received))]
+
+
+CHECKS = (check_database, check_redis, check_relay, check_font, check_sweeper, check_disk, check_reports_arriving)
 
 
 def run_checks(app: Flask) -> list[Finding]:

@@ -88,10 +88,19 @@ class BillpostCollector:
         )
         for classification, count in rows:
             family.add_metric([classification], count)
+        yield family
+        evidence = CounterMetricFamily(
+            "billpost_report_blocks", "Per-recipient blocks of the reports taken in, by how they were read "
+            "(rfc3464, dsn_fields, text: a non-standard bounce)", labels=["evidence"],
+        )
+        for kind, count in self.session.execute(
+            select(InboundReportRecipient.evidence, func.count()).group_by(InboundReportRecipient.evidence)
+        ):
+            evidence.add_metric([kind or "none"], count)
+        yield evidence
         quarantined = self.session.scalar(
             select(func.count()).select_from(InboundMessage).where(InboundMessage.quarantined.is_(True))
         )
-        yield family
         yield GaugeMetricFamily("billpost_quarantine_messages", "Messages in the mail-in quarantine", value=quarantined)
 
     def _latency(self) -> Iterator[Metric]:

@@ -136,3 +136,29 @@ def test_the_command_says_what_is_wrong_in_both_languages_and_exits_1(app, runne
     assert result.exit_code == 1
     assert words in result.output
     assert "!! font:" in result.output
+
+
+def test_reports_that_stopped_arriving_are_found(app, db):
+    from datetime import timedelta
+
+    from console.audit import Actor
+    from console.db import utcnow
+    from console.delivery.publish import publish_cycle
+    from console.models import Delivery, DeliveryAttempt
+    from console.models.mailin import InboundMessage
+    from tests.delivery.conftest import add_bill, new_customer
+
+    assert _finding(doctor.check_reports_arriving(app), "reports").ok
+    bill = add_bill(db, new_customer(db))
+    publish_cycle(db, bill.cycle_id, Actor.cli(), utcnow())
+    delivery = db.query(Delivery).filter_by(bill_id=bill.id, channel="email").one()
+    sent = utcnow() - timedelta(hours=3)
+    db.add(DeliveryAttempt(delivery_id=delivery.id, attempt_no=1, token="tok-doc", envid="env-doc",
+                           message_id="<m@doc>", sent_at=sent, dsn_requested=True))
+    db.commit()
+    finding = _finding(doctor.check_reports_arriving(app), "reports")
+    assert not finding.ok and "--probe" in finding.text
+    db.add(InboundMessage(sha256="d" * 64, mail_from="<>", rcpt_tos=["bounces+tok-doc@b.test"],
+                          received_at=sent + timedelta(minutes=1), size=1, raw=b"x", classification="report"))
+    db.commit()
+    assert _finding(doctor.check_reports_arriving(app), "reports").ok

@@ -114,10 +114,13 @@ def test_metrics_count_inbound_messages_by_kind_and_the_latency(app, client, db,
                              received_at=now - timedelta(seconds=2), size=10, raw=b"x", classification="report")
     db.add_all([attempt, message])
     db.flush()
-    db.add(InboundReportRecipient(inbound_id=message.id, position=0, attempt_id=attempt.id, applied=True))
+    db.add(InboundReportRecipient(inbound_id=message.id, position=0, attempt_id=attempt.id, applied=True,
+                                  evidence="text"))
     delivery.status, delivery.confirmed_at, delivery.confirmed_by = "confirmed", now, "delivered"
     db.commit()
     after = _samples(client)
     assert _value(after, "billpost_inbound_messages_total", classification="report") == \
         _value(before, "billpost_inbound_messages_total", classification="report") + 1
+    assert _value(after, "billpost_report_blocks_total", evidence="text") == \
+        _value(before, "billpost_report_blocks_total", evidence="text") + 1
     assert 1.5 <= _value(after, "billpost_report_to_confirmation_seconds", quantile="0.5") <= 3
