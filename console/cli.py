@@ -119,11 +119,12 @@ def register_commands(app: Flask) -> None:
     from console.billing import cli as billing_cli
     from console.customers import cli as customers_cli
     from console.delivery import cli as delivery_cli
+    from console.inboxes import cli as inboxes_cli
     from console.ops import cli as ops_cli
     from console.paper import cli as paper_cli
     from console.staff import cli as staff_cli
 
-    for module in (staff_cli, customers_cli, billing_cli, delivery_cli, paper_cli, ops_cli):
+    for module in (staff_cli, customers_cli, billing_cli, delivery_cli, paper_cli, ops_cli, inboxes_cli):
         module.register(app, import_group)
     bench_cli.register(bench_group)
     for command in (import_group, bench_group, db_group, worker, serve):

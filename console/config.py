@@ -106,6 +106,9 @@ def from_environment(env: Mapping[str, str] = os.environ) -> dict:
         # Sending: deliveries per send job; how long a sender's claim on a delivery lasts (a killed
         # worker's claim runs out after this and the sweeper re-enqueues); the sweeper's period.
         "SEND_BATCH_SIZE": int(env.get("SEND_BATCH_SIZE", "200")),
+        # Working hours within which a work item should be handled (inbox due-by; 8 = one working day).
+        "CASE_TARGET_HOURS": float(env.get("CASE_TARGET_HOURS", "8")),
+        "CASE_TARGET_HOURS_KEY_ACCOUNT": float(env.get("CASE_TARGET_HOURS_KEY_ACCOUNT", "4")),
         "DELIVERY_LEASE_SECONDS": int(env.get("DELIVERY_LEASE_SECONDS", "300")),
         "SWEEP_SECONDS": int(env.get("SWEEP_SECONDS", "60")),
         "SEND_REENQUEUE_SECONDS": int(env.get("SEND_REENQUEUE_SECONDS", "600")),

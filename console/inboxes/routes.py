@@ -82,15 +82,59 @@ rep_bp.app_template_filter("inbox_when")(_when)
 # ---- the queues ----------------------------------------------------------------------------------
 
 
+def _targets() -> dict:
+    return {"key_account": current_app.config["CASE_TARGET_HOURS_KEY_ACCOUNT"],
+            "default": current_app.config["CASE_TARGET_HOURS"]}
+
+
 def _queue_view(queue: str, endpoint: str, page: str, **extra: Any) -> str:
     query = services.InboxQuery.from_args(queue, request.args)
     session = db()
     result = services.list_items(session, _viewer(), query)
+    zone, targets = get_timezone(), _targets()
+    for row in result.rows:
+        row.update(services.timing(row["created_at"], row["key_account"], targets, zone))
     counts = services.counts(session, _viewer(), queue)
     return render_page_or_fragment(
         page, "inboxes/_queue.html", inbox=result, counts=counts, endpoint=endpoint, reasons=services.REASONS,
-        poll_seconds=POLL_SECONDS, **extra,
+        poll_seconds=POLL_SECONDS, queue=queue, bulk_actions=services.BULK_ACTIONS, **extra,
     )
+
+
+@items_bp.route("/next/<queue>", methods=["POST"])
+def take_next(queue: str):
+    """Claims the most urgent unclaimed item of the queue for me and opens it."""
+    if queue not in ("phone_rep", "account_manager"):
+        abort(404)
+    session = db()
+    item = services.take_next(session, _viewer(), queue, _actor())
+    session.commit()
+    if item is None:
+        flash(_("Nothing is waiting in this queue."))
+        target = url_for("home.index")
+    else:
+        target = url_for("work_items.show", item_id=item.id)
+    if is_fragment_request():
+        response = current_app.make_response(("", 204))
+        response.headers["HX-Redirect"] = target
+        return response
+    return redirect(target), 303
+
+
+@items_bp.route("/bulk", methods=["POST"])
+def bulk():
+    ids = [int(i) for i in request.form.getlist("item") if i.isdigit()]
+    session = db()
+    try:
+        result = services.bulk(session, _viewer(), ids, request.form.get("action", ""), _actor(),
+                               target=request.form.get("target", ""), reason=request.form.get("reason", ""))
+    except services.InboxError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+        return redirect(request.referrer or url_for("home.index")), 303
+    session.commit()
+    flash(_("%(done)d items done, %(refused)d refused.", done=result["done"], refused=result["refused"]))
+    return redirect(request.referrer or url_for("home.index")), 303
 
 
 @rep_bp.route("/")
@@ -117,6 +161,8 @@ def _item_context(item_id: int) -> dict:
 @items_bp.route("/<int:item_id>")
 def show(item_id: int):
     context = _item_context(item_id)
+    context["timing"] = services.timing(context["item"].created_at, context["customer"].key_account, _targets(),
+                                        get_timezone())
     return render_page_or_fragment("inboxes/item.html", "inboxes/_item.html", **context)
 
 
@@ -183,7 +229,8 @@ def call(item_id: int):
     return _act(
         item_id,
         lambda s: services.record_call(
-            s, _viewer(), item_id, request.form.get("outcome", ""), request.form.get("note", ""), _actor()
+            s, _viewer(), item_id, request.form.get("outcome", ""), request.form.get("note", ""), _actor(),
+            new_phone=request.form.get("phone", ""),
         ),
         _("The call is in the contact history."),
     )
@@ -205,6 +252,18 @@ def correct_email(item_id: int):
         return _("Address corrected; the bill is queued to be sent again to %(address)s.", address=delivery.address)
 
     return _act(item_id, action, done)
+
+
+@items_bp.route("/<int:item_id>/postal", methods=["POST"])
+def correct_postal(item_id: int):
+    return _act(
+        item_id,
+        lambda s: services.correct_postal(
+            s, _viewer(), item_id, request.form.get("postal_address", ""), request.form.get("postal_code", ""),
+            _actor(),
+        ),
+        _("Postal address corrected; the bills are queued for the next print batch."),
+    )
 
 
 @items_bp.route("/<int:item_id>/paper", methods=["POST"])

@@ -10,7 +10,7 @@ Anything else is "not found" (404), so ids cannot be probed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time, timedelta, tzinfo
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
@@ -115,6 +115,9 @@ class InboxQuery:
     status: str = "open"
     reason: str | None = None
     account_no: str | None = None
+    search: str | None = None  # account number, a fragment of the name or address, a phone number
+    cycle: str | None = None  # a period, e.g. 2026-10
+    older_than_hours: int | None = None
     order: str = "oldest"
     after: str | None = None  # keyset cursor "<iso time>|<id>"
     before: str | None = None
@@ -129,13 +132,17 @@ class InboxQuery:
             status=status if status in STATUS_FILTERS else "open",
             reason=(args.get("reason") or None),
             account_no=(args.get("account_no") or "").strip() or None,
+            search=(args.get("q") or "").strip()[:100] or None,
+            cycle=(args.get("cycle") or "").strip()[:7] or None,
+            older_than_hours=int(args["age"]) if (args.get("age") or "").isdigit() else None,
             order=order if order in ORDERS else "oldest",
             after=args.get("after") or None,
             before=args.get("before") or None,
         )
 
     def args(self, **overrides: Any) -> dict:
-        values = {"status": self.status, "reason": self.reason, "account_no": self.account_no, "order": self.order}
+        values = {"status": self.status, "reason": self.reason, "account_no": self.account_no, "order": self.order,
+                  "q": self.search, "cycle": self.cycle, "age": self.older_than_hours}
         values.update(overrides)
         return {k: v for k, v in values.items() if v}
 
@@ -190,6 +197,12 @@ def list_items(session: Session, viewer: Viewer, query: InboxQuery) -> InboxPage
         stmt = stmt.where(WorkItem.reason == query.reason)
     if query.account_no:
         stmt = stmt.where(Customer.account_no == query.account_no)
+    if query.search:
+        stmt = stmt.where(customer_match(query.search))
+    if query.cycle:
+        stmt = stmt.where(Bill.cycle_id.in_(select(Cycle.id).where(Cycle.period == query.cycle)))
+    if query.older_than_hours:
+        stmt = stmt.where(WorkItem.created_at <= utcnow() - timedelta(hours=query.older_than_hours))
     ascending = query.order == "oldest"
     backwards = False
     cursor = decode_cursor(query.after)
@@ -604,3 +617,140 @@ def close(session: Session, viewer: Viewer, item_id: int, reason: str, actor: Ac
     item = _take(session, viewer, item_id, actor)
     _close(session, item, reason, actor)
     return item
+
+
+# ---- help desk: search, age and due-by, take next, bulk actions, the JSON view -------------------
+
+
+def _contains(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def customer_match(text: str):  # noqa: ANN201
+    """Customers by account number (exact), name or postal address containing `text` anywhere
+    (PostgreSQL: served by the pg_trgm GIN indexes), or phone starting with it."""
+    like = _contains(text)
+    return or_(
+        Customer.account_no == text,
+        Customer.name.like(like, escape="\\"),
+        Customer.postal_address.like(like, escape="\\"),
+        Customer.phone.like(text.replace("%", "") + "%"),
+    )
+
+
+WORKDAY_START, WORKDAY_END = time(9, 0), time(17, 0)  # Monday to Friday, in the display time zone
+
+
+def due_by(created_at: datetime, hours: float, zone: tzinfo) -> datetime:
+    """`created_at` plus `hours` working hours (09:00–17:00, Monday to Friday, in `zone`)."""
+    moment = created_at.astimezone(zone)
+    left = timedelta(hours=hours)
+    for _ in range(3660):  # at most ten years of days
+        start = moment.replace(hour=WORKDAY_START.hour, minute=0, second=0, microsecond=0)
+        end = moment.replace(hour=WORKDAY_END.hour, minute=0, second=0, microsecond=0)
+        if moment.weekday() < 5 and moment < end:
+            moment = max(moment, start)
+            if moment + left <= end:
+                return moment + left
+            left -= end - moment
+        moment = (moment + timedelta(days=1)).replace(hour=WORKDAY_START.hour, minute=0, second=0, microsecond=0)
+    return moment
+
+
+def timing(created_at: datetime, key_account: bool, targets: dict, zone: tzinfo, now: datetime | None = None) -> dict:
+    """Age in hours, due-by time and whether the item is overdue, for the inbox and the JSON view.
+    `targets`: {"key_account": hours, "default": hours} (CASE_TARGET_HOURS_KEY_ACCOUNT, CASE_TARGET_HOURS)."""
+    now = now or utcnow()
+    due = due_by(created_at, targets["key_account" if key_account else "default"], zone)
+    return {"age_hours": round((now - created_at).total_seconds() / 3600, 1), "due_by": due, "overdue": now > due}
+
+
+def take_next(session: Session, viewer: Viewer, queue: str, actor: Actor) -> WorkItem | None:
+    """Claims the most urgent open item of the queue for the viewer (priority, then age): a
+    conditional UPDATE, so two people pressing at once get two different items. None: nothing left."""
+    for _ in range(10):
+        candidate = session.scalar(
+            select(WorkItem.id)
+            .where(visible_clause(viewer, queue), WorkItem.assigned_role == queue,
+                   WorkItem.status == WorkItemStatus.OPEN,
+                   or_(WorkItem.assigned_user_id.is_(None), WorkItem.assigned_user_id == viewer.user_id))
+            .order_by(WorkItem.priority, WorkItem.created_at, WorkItem.id)
+            .limit(1)
+        )
+        if candidate is None:
+            return None
+        won = session.execute(
+            update(WorkItem).where(WorkItem.id == candidate, WorkItem.status == WorkItemStatus.OPEN)
+            .values(status=WorkItemStatus.CLAIMED, claimed_by_id=viewer.user_id)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if won == 1:
+            record_audit(session, actor, "work_item.claim", "work_item", candidate, before={"status": "open"},
+                         after={"status": "claimed", "claimed_by_id": viewer.user_id, "take_next": True})
+            return get_item(session, viewer, candidate, for_update=True)
+    return None
+
+
+BULK_ACTIONS = ("claim", "reassign", "close")
+
+
+def bulk(session: Session, viewer: Viewer, item_ids: list[int], action: str, actor: Actor, *,
+         target: str = "", reason: str = "") -> dict[str, int]:
+    """Claim, reassign or close several items; each item goes through the one-item action (its checks
+    and audit). Returns how many were done and how many refused."""
+    if action not in BULK_ACTIONS:
+        raise InboxError(_l("Choose an action."))
+    if action == "close" and not (reason or "").strip():
+        raise InboxError(_l("Say why the item is closed."))
+    done = refused = 0
+    for item_id in item_ids[:200]:
+        try:
+            with session.begin_nested():
+                if action == "claim":
+                    claim(session, viewer, item_id, actor)
+                elif action == "reassign":
+                    reassign(session, viewer, item_id, target, actor)
+                else:
+                    close(session, viewer, item_id, reason, actor)
+            done += 1
+        except (InboxError, NotFound):
+            refused += 1
+    return {"done": done, "refused": refused}
+
+
+def items_json(session: Session, role: str | None, status: str | None, targets: dict, zone: tzinfo,
+               limit: int = 1000) -> list[dict]:
+    """Items as plain objects for scripts (`console inbox list --json`)."""
+    from console.models.delivery import WorkItemDelivery
+
+    stmt = (
+        select(WorkItem, Customer.account_no, Customer.key_account, User.username)
+        .join(Customer, Customer.id == WorkItem.customer_id)
+        .outerjoin(User, User.id == func.coalesce(WorkItem.claimed_by_id, WorkItem.assigned_user_id))
+        .order_by(WorkItem.priority, WorkItem.created_at, WorkItem.id).limit(limit)
+    )
+    if role:
+        stmt = stmt.where(WorkItem.assigned_role == role)
+    if status:
+        stmt = stmt.where(WorkItem.status == status)
+    rows = session.execute(stmt).all()
+    ids = [item.id for item, *_ in rows]
+    links: dict[int, list[dict]] = {}
+    if ids:
+        for item_id, delivery_id, bill_no, channel, delivery_status in session.execute(
+            select(WorkItemDelivery.work_item_id, Delivery.id, Bill.bill_no, Delivery.channel, Delivery.status)
+            .join(Delivery, Delivery.id == WorkItemDelivery.delivery_id).join(Bill, Bill.id == Delivery.bill_id)
+            .where(WorkItemDelivery.work_item_id.in_(ids)).order_by(Delivery.id)
+        ):
+            links.setdefault(item_id, []).append(
+                {"id": delivery_id, "bill_no": bill_no, "channel": channel, "status": delivery_status})
+    out = []
+    for item, account_no, key_account, username in rows:
+        times = timing(item.created_at, key_account, targets, zone)
+        out.append({
+            "id": item.id, "account_no": account_no, "address": (item.details or {}).get("address"),
+            "reason": item.reason, "status": item.status, "assigned_role": item.assigned_role,
+            "assigned_user": username, "age_hours": times["age_hours"], "due_by": times["due_by"].isoformat(),
+            "overdue": times["overdue"], "deliveries": links.get(item.id, []),
+        })
+    return out

@@ -12,6 +12,7 @@ from console.models.delivery import (
     AttemptOutcome,
     ConfirmedBy,
     DeliveryStatus,
+    WorkItemNotice,
     WorkItemReason,
     WorkItemStatus,
 )
@@ -194,7 +195,10 @@ LABELS = {
     "close_reason": {
         "address_corrected": _l("Address corrected and bill resent"),
         "switched_to_paper": _l("Switched to paper"),
+        "merged": _l("Merged into the customer's open item for the same address"),
     },
+    "notice": {WorkItemNotice.CONFIRMED_LATER: _l("Good news: a bill on this item was confirmed delivered after all.")},
+    "bulk_action": {"claim": _l("Claim"), "reassign": _l("Reassign"), "close": _l("Close")},
     "audit_action": {
         "work_item.claim": _l("Claimed"),
         "work_item.release": _l("Released"),

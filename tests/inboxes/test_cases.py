@@ -165,3 +165,82 @@ def test_a_late_delivered_closes_an_unclaimed_case(app, db, smtp_sink):  # noqa:
     db.commit()
     db.expire_all()
     assert db.get(WorkItem, item.id).status == "closed"
+
+
+def test_take_next_claims_the_most_urgent_and_search_finds_a_fragment_in_the_middle(
+    sign_in, make_customer, make_item, make_user, db
+):
+    from tests.inboxes.conftest import HX
+
+    plain = make_customer(name="苏州金桥电子有限公司", phone="13911112222")
+    old_item = make_item(plain, age_minutes=600)
+    newer = make_item(make_customer(name="王五"), age_minutes=5)
+    client, rep = sign_in("phone_rep")
+    html = client.get("/inbox/rep/?q=金桥", headers=HX).get_data(as_text=True)
+    assert f'data-item="{old_item.id}"' in html and f'data-item="{newer.id}"' not in html
+    assert f'data-item="{old_item.id}"' in client.get("/inbox/rep/?q=1391111", headers=HX).get_data(as_text=True)
+    taken = client.post("/work-items/next/phone_rep")
+    assert taken.status_code == 303 and taken.headers["Location"].endswith(f"/work-items/{old_item.id}")
+    db.expire_all()
+    assert db.get(WorkItem, old_item.id).claimed_by_id == rep.id
+    other = services.take_next(db, services.Viewer.of(make_user("phone_rep")), "phone_rep", Actor.system())
+    assert other.id == newer.id  # never the one already taken
+    page = client.get(f"/work-items/{old_item.id}").get_data(as_text=True)
+    assert "data-overdue=" in page and 'data-script="email_failed"' in page
+
+
+def test_wrong_number_takes_the_right_one(sign_in, make_customer, make_item, db):
+    customer = make_customer(phone="13900000000")
+    item = make_item(customer)
+    client, _ = sign_in("phone_rep")
+    bad = client.post(f"/work-items/{item.id}/call", data={"outcome": "wrong_number", "phone": "call me"},
+                      headers={"HX-Request": "true"})
+    assert bad.status_code == 422
+    ok = client.post(f"/work-items/{item.id}/call", data={"outcome": "wrong_number", "phone": "0512-66668888"})
+    assert ok.status_code == 303
+    db.expire_all()
+    assert db.get(Customer, customer.id).phone == "0512-66668888"
+
+
+def test_inbox_list_json(app, make_customer, make_item):
+    import json
+
+    item = make_item(make_customer())
+    result = app.test_cli_runner().invoke(args=["inbox", "list", "--role", "phone_rep", "--status", "open", "--json"])
+    assert result.exit_code == 0, result.output
+    [row] = [r for r in json.loads(result.output) if r["id"] == item.id]
+    assert set(row) >= {"id", "account_no", "address", "reason", "status", "assigned_role", "assigned_user",
+                        "age_hours", "due_by", "deliveries"}
+
+
+def test_a_returned_letter_corrected_is_reprinted_in_the_next_batch(db, make_user):
+    from console.models.paper import PrintItem
+    from console.paper import batches, dispatch
+
+    manager = make_user("account_manager")
+    customer = new_customer(db, key_account=True, account_manager_id=manager.id, customer_type="commercial",
+                            channel_paper=True, channel_email=False, wants_ebill=False)
+    bill = add_bill(db, customer)
+    publish_cycle(db, bill.cycle_id, Actor.cli(), utcnow())
+    db.commit()
+    [paper] = db.scalars(select(Delivery).where(Delivery.customer_id == customer.id, Delivery.channel == "paper")).all()
+    period = "2026-11"
+    batches.gather_batches(db, period, Actor.cli())
+    db.commit()
+    printed = db.scalar(select(PrintItem).where(PrintItem.delivery_id == paper.id))
+    from console.models.paper import PrintBatch
+
+    db.get(PrintBatch, printed.batch_id).status = "printed"
+    db.commit()
+    dispatch.dispatch_by_post(db, printed.id, "EMS123", Actor.cli())
+    work = dispatch.record_returned(db, printed.id, Actor.cli(), "moved away")
+    db.commit()
+    assert work.reason == "post_returned" and paper.id in _links(db, work.id)
+    viewer = services.Viewer.of(manager)
+    [reprint] = services.correct_postal(db, viewer, work.id, "苏州市姑苏区人民路100号", "215001", Actor.of_user(manager))
+    db.commit()
+    assert reprint.channel == "paper" and reprint.status == "queued" and "人民路100号" in reprint.address
+    assert db.get(Customer, customer.id).postal_code == "215001"
+    again = batches.gather_batches(db, period, Actor.cli())
+    db.commit()
+    assert db.scalar(select(PrintItem).where(PrintItem.delivery_id == reprint.id)) is not None, again
