@@ -24,7 +24,7 @@ def cycle_group() -> None:
 @click.option("--bill-date", type=click.DateTime(["%Y-%m-%d"]), help="Default: today within the period, else its last day.")
 @with_appcontext
 def cycle_open(period: str, bill_date) -> None:  # noqa: ANN001
-    from console.billing import cycles
+    from console.billing import cycles, dates
     from console.billing.tariffs import seed_sample_tariffs
     from console.models.billing import Tariff
 
@@ -32,7 +32,8 @@ def cycle_open(period: str, bill_date) -> None:  # noqa: ANN001
         if session.query(Tariff).count() == 0:
             click.echo(f"no tariffs: loaded {seed_sample_tariffs(session)} SAMPLE tariffs")
         try:
-            cycle = cycles.open_cycle(session, period, Actor.cli(), bill_date.date() if bill_date else None)
+            cycle = cycles.open_cycle(session, period, Actor.cli(), bill_date.date() if bill_date else None,
+                                      today=dates.local_today(current_app.config["BABEL_DEFAULT_TIMEZONE"]))
         except cycles.CycleError as exc:
             raise click.ClickException(str(exc)) from None
         session.commit()

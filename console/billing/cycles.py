@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 from rq import Retry
 from sqlalchemy import func, select, update
@@ -244,7 +243,7 @@ def publish(session: Session, period: str, actor: Actor, config: Mapping, now: d
     if cycle.status not in (CycleStatus.GENERATED, CycleStatus.PUBLISHED):
         raise CycleError(f"cycle {period} is {cycle.status}: generate it completely first")
     now = now or utcnow()
-    today = now.astimezone(ZoneInfo(config["BABEL_DEFAULT_TIMEZONE"])).date()
+    today = dates.local_today(config["BABEL_DEFAULT_TIMEZONE"], now)
     redated = dates.redate_for_publish(session, cycle.id, today, int(config["MIN_PAYMENT_DAYS"]))
     if redated:
         record_audit(session, actor, "cycle.redate", "cycle", cycle.id, after={"bills": redated,

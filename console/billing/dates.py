@@ -16,12 +16,18 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, update
 from sqlalchemy.orm import Session
 
 from console.models.billing import Bill, BillStatus
+
+
+def local_today(timezone: str, now: datetime | None = None) -> date:
+    """The day it is where the utility is (DISPLAY_TIMEZONE): the day a bill is dated, opened or published."""
+    return (now or datetime.now(ZoneInfo("UTC"))).astimezone(ZoneInfo(timezone)).date()
 
 
 def default_bill_date(start: date, end: date, today: date) -> date:

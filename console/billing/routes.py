@@ -10,9 +10,7 @@ from sqlalchemy import func, select
 
 from console.audit import Actor
 from console.billing import campaigns as campaign_service
-from console.billing import (
-    cycles,
-)
+from console.billing import cycles, dates
 from console.billing.document import render_bill_html
 from console.extensions import db
 from console.models import ROLES, Customer, ServicePoint
@@ -119,7 +117,8 @@ def open_cycle():
     session = db()
     period = request.form.get("period", "").strip()
     try:
-        cycle = cycles.open_cycle(session, period, _actor())
+        cycle = cycles.open_cycle(session, period, _actor(),
+                                  today=dates.local_today(current_app.config["BABEL_DEFAULT_TIMEZONE"]))
     except cycles.CycleError:
         session.rollback()
         return render_template(

@@ -130,6 +130,11 @@ def test_the_reported_failure_a_month_end_bill_date_no_longer_makes_bills_due_be
     assert bill.due_date == date(2027, 1, 10)  # not 12-17
 
 
+def test_local_today_is_the_day_in_the_display_timezone():
+    late_evening_utc = datetime(2026, 11, 30, 17, 0, tzinfo=UTC)  # 01:00 on 12-01 in Shanghai
+    assert dates.local_today("Asia/Shanghai", late_evening_utc) == date(2026, 12, 1)
+
+
 def test_a_cycle_opened_without_a_date_is_billed_today_when_today_is_in_the_period(db):
     actor = Actor.system()
     assert cycles.open_cycle(db, "2026-12", actor, today=date(2026, 12, 2)).bill_date == date(2026, 12, 2)
@@ -137,9 +142,9 @@ def test_a_cycle_opened_without_a_date_is_billed_today_when_today_is_in_the_peri
     assert cycles.open_cycle(db, "2027-01", actor, today=date(2026, 12, 2)).bill_date == date(2027, 1, 31)
 
 
-def test_the_cycle_screen_opens_the_current_month_on_todays_date(client, login_as, db):
+def test_the_cycle_screen_opens_the_current_month_on_todays_date(app, client, login_as, db):
     login_as("admin")
-    today = date.today()
+    today = dates.local_today(app.config["BABEL_DEFAULT_TIMEZONE"])  # the day where the utility is
     period = f"{today:%Y-%m}"
     assert client.post("/billing/cycles", data={"period": period}).status_code in (200, 302, 303)
     assert cycles.get_cycle(db, period).bill_date == today
