@@ -31,3 +31,16 @@ def test_the_customer_web_page_has_its_own_layout_for_errors(client):
     assert response.status_code == 404
     html = response.get_data(as_text=True)
     assert "找不到" in html and 'class="topbar"' not in html and "portal" in html
+
+
+def test_every_time_is_shown_in_the_display_time_zone(app):
+    """Stored UTC; shown in DISPLAY_TIMEZONE (Asia/Shanghai by default) by the one filter, whatever the
+    name a template uses."""
+    from datetime import UTC, datetime
+
+    from flask import render_template_string
+
+    at = datetime(2026, 11, 27, 1, 30, tzinfo=UTC)
+    with app.test_request_context("/"):
+        shown = render_template_string("{{ t|local_time }} {{ t|datetimeformat }}", t=at)
+    assert shown == "2026-11-27 09:30 2026-11-27 09:30"

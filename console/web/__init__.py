@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Flask, g, request
-from flask_babel import get_locale
+from datetime import UTC, datetime
+
+from flask import Flask, g, has_request_context, request
+from flask_babel import get_locale, get_timezone
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from console.extensions import close_db, csrf, limiter, login_manager
@@ -31,11 +33,30 @@ def init_app(app: Flask) -> None:
     app.teardown_appcontext(close_db)
     app.after_request(_security_headers)
     app.jinja_env.filters["money"] = format_yuan
+    # One way to show a time, everywhere (Flask-Babel's own `datetimeformat` name included).
+    app.jinja_env.filters["local_time"] = local_time
+    app.jinja_env.filters["datetimeformat"] = local_time
     app.jinja_env.globals["is_fragment_request"] = is_fragment_request
     labels.register(app.jinja_env)
     app.jinja_env.globals["get_locale"] = get_locale
     app.jinja_env.globals["nav_links"] = lambda user: nav.links_for(user, nav.NAV_LINKS)
     app.jinja_env.globals["admin_links"] = lambda user: nav.links_for(user, nav.ADMIN_LINKS)
+
+
+def local_time(value: datetime | None) -> str:
+    """A stored (UTC) time in DISPLAY_TIMEZONE, `2026-11-27 09:30` — every page, export and PDF shows
+    times this way. Babel's formatter costs ~0.2 ms a call (a queue page shows fifty, refreshed every
+    few seconds): the zone is looked up once per request."""
+    if not value:
+        return ""
+    zone = g.get("_display_tz") if has_request_context() else None
+    if zone is None:
+        zone = get_timezone()
+        if has_request_context():
+            g._display_tz = zone
+    if value.tzinfo is None:  # SQLite hands back naive UTC where a column was not typed UTCDateTime
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
 def _too_large(_error):  # noqa: ANN001, ANN202
