@@ -1,4 +1,4 @@
-"""Error pages in the reader's language and in the layout of the site they are on."""
+"""Screens every page shares: error pages in the reader's language and layout, one time zone for every time."""
 
 from __future__ import annotations
 
