@@ -39,13 +39,15 @@ def _bulk(conn, table, rows: Iterator[dict]) -> None:  # noqa: ANN001
         conn.execute(insert(table), batch)
 
 
-def seed(engine, items: int, rep_id: int, manager_id: int, key_share: float = 0.02) -> dict:  # noqa: ANN001
+def seed(engine, items: int, rep_id: int, manager_id: int, key_share: float = 0.02,  # noqa: ANN001
+         customers: int = 0) -> dict:
     from console.db import utcnow
     from console.models import Bill, ContactRecord, Customer, Cycle, Delivery, DeliveryAttempt, WorkItem
+    from console.models.delivery import WorkItemDelivery
 
     rng = random.Random(42)
     now = utcnow()
-    customers = max(1, items // 2)  # two failed bills per customer on average
+    customers = max(1, items, customers)  # one open case per customer and address
     keys = int(customers * key_share)
     with engine.begin() as conn:
         conn.execute(insert(Cycle.__table__), [
@@ -106,15 +108,22 @@ def seed(engine, items: int, rep_id: int, manager_id: int, key_share: float = 0.
                 "assigned_role": "account_manager" if 1 + i % customers <= keys else "phone_rep",
                 "assigned_user_id": manager_id if 1 + i % customers <= keys else None, "claimed_by_id": None,
                 "status": "open", "summary": f"E-mail bill failed: bench{1 + i % customers}@customers.test",
-                "details": {"attempts": []},
+                "details": {"attempts": [], "address": f"bench{1 + i % customers}@customers.test"},
+                "case_key": f"email:bench{1 + i % customers}@customers.test",
+                "priority": 0 if 1 + i % customers <= keys else 1,
                 "created_at": now - timedelta(minutes=rng.randint(0, 60 * 24 * 30), seconds=rng.randint(0, 59)),
             }
+            for i in range(1, items + 1)
+        ))
+        _bulk(conn, WorkItemDelivery.__table__, (
+            {"work_item_id": i, "delivery_id": i, "bill_id": i, "reason": "email_failed", "added_at": now}
             for i in range(1, items + 1)
         ))
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
-            for table in ("customers", "bills", "deliveries", "delivery_attempts", "work_items", "contact_records"):
+            for table in ("customers", "bills", "deliveries", "delivery_attempts", "work_items", "contact_records",
+                          "work_item_deliveries"):
                 sql = f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"  # noqa: S608
                 conn.execute(text(sql))
     else:
@@ -141,7 +150,7 @@ def _figures(name: str, times: list[float]) -> str:
     return f"{name:<42} median {statistics.median(ordered):7.1f} ms   p95 {p95:7.1f} ms   (n={len(ordered)})"
 
 
-def run(items: int, database_url: str | None, requests: int) -> Iterator[str]:
+def run(items: int, database_url: str | None, requests: int, customers: int = 0) -> Iterator[str]:
     from console import create_app
     from console.audit import Actor
     from console.db import make_engine
@@ -165,7 +174,7 @@ def run(items: int, database_url: str | None, requests: int) -> Iterator[str]:
         session.commit()
         rep_id, manager_id = rep.id, manager.id
     started = time.perf_counter()
-    shape = seed(engine, items, rep_id, manager_id)
+    shape = seed(engine, items, rep_id, manager_id, customers=customers)
     yield (f"database {engine.dialect.name}: seeded {items:,} open work items for {shape['customers']:,} customers "
            f"({shape['key_accounts']:,} key accounts) in {time.perf_counter() - started:.1f} s")
 
@@ -198,17 +207,39 @@ def run(items: int, database_url: str | None, requests: int) -> Iterator[str]:
         item_times.append((time.perf_counter() - start) * 1000)
         assert response.status_code == 200
     yield _figures("item page (random items)", item_times)
+    middle = [f"客户{rng.randint(1, shape['customers']):d}"[:-1] for _ in range(requests)]
+    search_times = []
+    for fragment in middle:  # a fragment from the middle of the name ("基准客户123456" → "客户12345")
+        start = time.perf_counter()
+        response = client.get(f"/inbox/rep/?q={fragment}", headers={"HX-Request": "true"})
+        search_times.append((time.perf_counter() - start) * 1000)
+        assert response.status_code == 200
+    yield _figures("rep inbox, search by a name fragment", search_times)
+    from console.inboxes import services
+
+    viewer = services.Viewer(rep_id, frozenset({"phone_rep"}))
+    take_times = []
+    with factory() as session:
+        for _ in range(requests):  # each claim rolled back: the queue stays as seeded
+            start = time.perf_counter()
+            item = services.take_next(session, viewer, "phone_rep", Actor.cli())
+            take_times.append((time.perf_counter() - start) * 1000)
+            assert item is not None
+            session.rollback()
+    yield _figures("take next (claim the most urgent)", take_times)
     engine.dispose()
 
 
 @click.command("inbox")
 @click.option("--items", default=100_000, show_default=True, help="Open work items to seed.")
 @click.option("--requests", default=200, show_default=True, help="Timed requests per page.")
+@click.option("--customers", default=1_000_000, show_default=True, help="Customers to seed (at least --items).")
 @click.option(
     "--database-url", default=None,
     help="A scratch database to seed (its schema is DROPPED and rebuilt); default: a temporary SQLite file.",
 )
-def bench_inbox(items: int, requests: int, database_url: str | None) -> None:
-    """Median and p95 server time of the rep's inbox page and of an item page with many open items."""
-    for line in run(items, database_url, requests):
+def bench_inbox(items: int, requests: int, database_url: str | None, customers: int) -> None:
+    """Median and p95 server time of the rep's inbox page, take next, an item page and a search by a
+    name fragment, with many open items over many customers."""
+    for line in run(items, database_url, requests, customers):
         click.echo(line)
