@@ -399,6 +399,18 @@ def load_chunk(session: Session, cycle_id: int, first_customer_id: int, last_cus
         past[row.service_point_id].append(
             rating.PastBill(row.bill_no, row.bill_date, row.due_date, row.charges_total + row.adjustments_total)
         )
+    # a point's part of an earlier collective bill counts like a bill of its own: late fees run from the
+    # collective bill's due date, the one the customer was given (docs/billing.md "Dates")
+    bl = BillLine.__table__.c
+    for row in session.execute(
+        select(bl.service_point_id, bc.bill_no, bc.bill_date, bc.due_date, func.sum(bl.amount).label("charged"))
+        .join(Bill.__table__, bc.id == bl.bill_id)
+        .where(bc.customer_id.between(first_customer_id, last_customer_id), bc.bill_type == "collective",
+               bc.cycle_id != cycle_id, bc.bill_date < bill_date, bl.service_point_id.is_not(None),
+               bl.kind.in_(CHARGE_KINDS + ADJUSTMENT_KINDS))
+        .group_by(bl.service_point_id, bc.bill_no, bc.bill_date, bc.due_date)
+    ):
+        past[row.service_point_id].append(rating.PastBill(row.bill_no, row.bill_date, row.due_date, row.charged))
 
     deposits: dict[int, list] = defaultdict(list)
     for row in session.execute(
