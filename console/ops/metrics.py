@@ -36,7 +36,8 @@ def allowed(remote_addr: str | None, authorization: str, networks: str, token: s
     """From one of `networks` (comma-separated addresses or networks), or with `Bearer <token>`."""
     import hmac
 
-    if token and authorization.startswith("Bearer ") and hmac.compare_digest(authorization[7:].strip(), token):
+    given = authorization[7:].strip().encode("utf-8", "replace") if authorization.startswith("Bearer ") else b""
+    if token and given and hmac.compare_digest(given, token.encode("utf-8")):
         return True
     try:
         address = ipaddress.ip_address(remote_addr or "")

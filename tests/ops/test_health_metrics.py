@@ -63,6 +63,7 @@ def test_metrics_refuse_an_unknown_address_and_a_wrong_token(app, client, redis_
     assert client.get("/metrics", environ_base=outside).status_code == 403
     app.config["METRICS_TOKEN"] = "s3cret-token"
     assert client.get("/metrics", environ_base=outside, headers={"Authorization": "Bearer wrong"}).status_code == 403
+    assert client.get("/metrics", environ_base=outside, headers={"Authorization": "Bearer 令牌"}).status_code == 403
     assert client.get("/metrics", environ_base=outside, headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
     app.config["METRICS_ALLOWED_NETWORKS"] = "10.0.0.0/8, 203.0.113.0/24"
     app.config["METRICS_TOKEN"] = ""
