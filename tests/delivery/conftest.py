@@ -52,7 +52,7 @@ def add_bill(session, customer, cycle=None, period: str | None = None) -> Bill: 
     lines = [
         ("previous_balance", "上期余额 Previous balance", "12.30"),
         ("payment", "已缴费 Payments", "-12.30"),
-        ("energy", "电费 Electricity 172 kWh", "86.45"),
+        ("electricity", "电费 Electricity 172 kWh", "86.45"),
     ]
     for i, (kind, text, amount) in enumerate(lines):
         session.add(BillLine(bill_id=bill.id, position=i, kind=kind, description=text, amount=Decimal(amount)))

@@ -98,7 +98,7 @@ def test_delivered_report_confirms_and_writes_contact_record(mail_loop, loopback
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
     assert f"/my/bills/{delivery.bill_id}" in text and f"/my/bills/{delivery.bill_id}" in html
-    assert "电费 Electricity 172 kWh" in text and "Dear customer" in text
+    assert "电费  86.45 元" in text and "Dear customer" in text  # each charge by its Chinese label
     assert "86.45" in html
 
 
