@@ -106,11 +106,14 @@ def bill_text(bill: Bill, customer: Customer, portal_url: str, registration: dic
     from flask_babel import force_locale
 
     from console.billing.document import note
-    from console.web.labels import label
+    from console.web.labels import LABELS, label
 
     with force_locale("zh"):  # the Chinese part names each charge by its Chinese label (and the file's note)
         for line in bill.lines:
-            text = " ".join(part for part in (str(label("ledger_kind", line.kind)), note(line)) if part)
+            if line.kind in LABELS["ledger_kind"]:
+                text = " ".join(part for part in (label("ledger_kind", line.kind), note(line)) if part)
+            else:  # a kind without a label: its description as written
+                text = line.description
             lines.append(f"  {_CONTROL.sub(' ', text)}  {line.amount:.2f} 元")
     lines += [
         "",
