@@ -106,6 +106,8 @@ def from_environment(env: Mapping[str, str] = os.environ) -> dict:
         # Sending: deliveries per send job; how long a sender's claim on a delivery lasts (a killed
         # worker's claim runs out after this and the sweeper re-enqueues); the sweeper's period.
         "SEND_BATCH_SIZE": int(env.get("SEND_BATCH_SIZE", "200")),
+        # SMTP connections one send job uses at once (one message in flight on each; SQLite: always 1).
+        "SEND_CONNECTIONS": int(env.get("SEND_CONNECTIONS", "1")),
         # Working hours within which a work item should be handled (inbox due-by; 8 = one working day).
         "CASE_TARGET_HOURS": float(env.get("CASE_TARGET_HOURS", "8")),
         "CASE_TARGET_HOURS_KEY_ACCOUNT": float(env.get("CASE_TARGET_HOURS_KEY_ACCOUNT", "4")),

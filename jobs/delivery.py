@@ -9,8 +9,10 @@ from jobs.context import job_app, job_session
 
 
 def send_batch(delivery_ids: list[int]) -> dict:
-    with job_session() as session:
-        return sender.send_batch(session, delivery_ids, job_app().config)
+    with job_session():  # the worker's app and a connection pool of this process's own
+        app = job_app()
+        factory = app.extensions["billpost.session_factory"]
+        return sender.send_batch_over_connections(app, factory, delivery_ids, int(app.config["SEND_CONNECTIONS"]))
 
 
 def sweep() -> dict:

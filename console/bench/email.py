@@ -131,11 +131,11 @@ def _percentiles(values: list[float]) -> dict:
             "max_ms": round(values[-1] * 1000, 1), "mean_ms": round(statistics.mean(values) * 1000, 1)}
 
 
-def run_once(app, messages: int, pdf: bool, wait: float, receiver=None) -> dict:  # noqa: ANN001
+def run_once(app, messages: int, pdf: bool, wait: float, receiver=None, connections: int = 1) -> dict:  # noqa: ANN001
     """One run; with `receiver` (the mail-in process) it is paused while the worker sends and
     continued after, so the rate is the worker's own, not shared with the report intake."""
     from console.delivery.publish import publish_cycle
-    from console.delivery.sender import send_batch
+    from console.delivery.sender import send_batch_over_connections
     from console.portal.services import issue_bill_codes
 
     factory = app.extensions["billpost.session_factory"]
@@ -156,12 +156,12 @@ def run_once(app, messages: int, pdf: bool, wait: float, receiver=None) -> dict:
     cpu = time.process_time()
     sent = 0
     for i in range(0, len(ids), size):
-        with factory() as session:
-            sent += send_batch(session, ids[i : i + size], app.config)["sent"]
+        sent += send_batch_over_connections(app, factory, ids[i : i + size], connections)["sent"]
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu
     # The sender's own CPU time too: on a shared machine the wall-clock rate says more about the load.
     result = {"pdf": pdf, "reports": "held while sending" if receiver else "received while sending",
+              "connections": connections,
               "messages": len(ids), "sent": sent, "seconds": round(elapsed, 2),
               "messages_per_second": round(sent / elapsed, 1) if elapsed else None,
               "sender_cpu_seconds": round(cpu, 2),
@@ -197,12 +197,29 @@ def run_once(app, messages: int, pdf: bool, wait: float, receiver=None) -> dict:
     return result
 
 
+def smtp_source_rate(port: int, messages: int, sessions: int = 1, size: int = 5120) -> float:
+    """The floor: Postfix's own load generator `smtp-source` sending `messages` of `size` bytes over
+    `sessions` parallel sessions to the same Postfix (a customers.test mailbox, delivered). Messages/s."""
+    import subprocess
+
+    started = time.perf_counter()
+    subprocess.run(
+        [shutil.which("smtp-source") or "/usr/sbin/smtp-source", "-s", str(sessions), "-m", str(messages),
+         "-l", str(size), "-f", "bench@bills.test", "-t", "smtp-source@customers.test", f"127.0.0.1:{port}"],
+        check=True, capture_output=True, timeout=600,
+    )
+    return messages / (time.perf_counter() - started)
+
+
 def _summary(results: list[dict]) -> dict:
     """Median (and range) over runs of one kind."""
     rates = sorted(r["messages_per_second"] for r in results)
     cpu = sorted(r["messages_per_sender_cpu_second"] for r in results)
     latency = sorted(r["report_to_confirmation"].get("p50_ms", 0) for r in results)
+    ratios = sorted(r["ratio_to_smtp_source"] for r in results if "ratio_to_smtp_source" in r)
     return {"summary": f"{len(results)} runs", "pdf": results[0]["pdf"], "reports": results[0]["reports"],
+            "connections": results[0]["connections"],
+            "ratio_to_smtp_source_median": statistics.median(ratios) if ratios else None,
             "messages_per_second_median": statistics.median(rates), "min": rates[0], "max": rates[-1],
             "messages_per_sender_cpu_second_median": statistics.median(cpu),
             "report_to_confirmation_p50_ms_median": statistics.median(latency)}
@@ -253,8 +270,9 @@ def _start_mailin(app, port: int, folder: Path):  # noqa: ANN001, ANN202
     "received: the receiver takes the reports while the worker sends (the whole loop on this machine).",
 )
 @click.option("--runs", default=1, show_default=True, help="Runs of each kind, then their median (a shared machine varies).")
+@click.option("--connections", default=1, show_default=True, help="SMTP connections of the one sender (SEND_CONNECTIONS).")
 @with_appcontext
-def bench_email(messages: int, pdf: str, wait: float, reports: str, runs: int) -> None:
+def bench_email(messages: int, pdf: str, wait: float, reports: str, runs: int, connections: int) -> None:
     """E-mail sending rate of one worker (DSN requested) and the report-to-confirmation latency."""
     app = current_app._get_current_object()
     postfix = receiver = folder = None
@@ -274,7 +292,14 @@ def bench_email(messages: int, pdf: str, wait: float, reports: str, runs: int) -
             for hold in holds:
                 results = []
                 for _ in range(max(1, runs)):
-                    results.append(run_once(app, messages, mode, wait, receiver if hold else None))
+                    if postfix is not None and hold:  # the floor measured beside each run, same Postfix
+                        floor = smtp_source_rate(postfix.port, min(messages, 2000))
+                        postfix.flush_queue()
+                    result = run_once(app, messages, mode, wait, receiver if hold else None, connections)
+                    if postfix is not None and hold:
+                        result["smtp_source_1_session_messages_per_second"] = round(floor, 1)
+                        result["ratio_to_smtp_source"] = round(result["messages_per_second"] / floor, 2)
+                    results.append(result)
                     click.echo(json.dumps(results[-1], ensure_ascii=False))
                 if len(results) > 1:
                     click.echo(json.dumps(_summary(results), ensure_ascii=False))

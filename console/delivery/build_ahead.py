@@ -33,6 +33,32 @@ SWITCH_INTERVAL = 0.0005
 _DONE = object()
 
 
+class _FastSwitching:
+    """The process-wide switch interval, lowered while any builder runs (several senders of one job
+    may run at once, one per SMTP connection) and restored when the last one stops."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users = 0
+        self.saved = sys.getswitchinterval()
+
+    def enter(self) -> None:
+        with self.lock:
+            if self.users == 0:
+                self.saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(self.saved, SWITCH_INTERVAL))
+            self.users += 1
+
+    def leave(self) -> None:
+        with self.lock:
+            self.users -= 1
+            if self.users == 0:
+                sys.setswitchinterval(self.saved)
+
+
+_switching = _FastSwitching()
+
+
 class BuildAhead:
     """Iterate to get `(delivery_id, message bytes)` in the order of `delivery_ids`; a build that
     failed raises its exception at its turn. `close()` stops the thread (always call it)."""
@@ -44,8 +70,7 @@ class BuildAhead:
         self.ready: queue.Queue = queue.Queue(maxsize=AHEAD)
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="build-ahead", daemon=True)
-        self.switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(self.switch_interval, SWITCH_INTERVAL))
+        _switching.enter()
         self.thread.start()
 
     def _put(self, item: object) -> bool:
@@ -103,4 +128,4 @@ class BuildAhead:
         except queue.Empty:
             pass
         self.thread.join(timeout=30)
-        sys.setswitchinterval(self.switch_interval)
+        _switching.leave()

@@ -26,10 +26,11 @@ import re
 import smtplib
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import NoReturn
 
-from flask import current_app, has_app_context
+from flask import Flask, current_app, has_app_context
 from sqlalchemy import Connection, Engine, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -538,3 +539,27 @@ class Sender:
 def send_batch(session: Session, delivery_ids: Iterable[int], config: dict, **kwargs) -> dict:  # noqa: ANN003
     """Send these deliveries (those still queued and unclaimed) over one connection."""
     return Sender(session, config, **kwargs).send_batch(delivery_ids)
+
+
+def send_batch_over_connections(
+    app: Flask, session_factory: Callable[[], Session], delivery_ids: Iterable[int], connections: int
+) -> dict:
+    """The batch spread over `connections` SMTP connections (SEND_CONNECTIONS), each a Sender of its
+    own — its session, its claim, its connection — in a thread. The relay works on several messages
+    at once; each connection still has at most one message in flight, so a worker killed with -9
+    can have sent one message per connection twice (same Message-ID), never more. On SQLite (one
+    writer) a batch always goes over one connection."""
+    ids = list(dict.fromkeys(int(i) for i in delivery_ids))
+    sqlite = app.extensions["billpost.engine"].dialect.name == "sqlite"
+    connections = 1 if sqlite else max(1, min(connections, len(ids)))
+    parts = [ids[i::connections] for i in range(connections)]
+
+    def send_part(part: list[int]) -> dict:
+        with app.app_context(), session_factory() as session:
+            return send_batch(session, part, app.config)
+
+    if connections == 1:
+        return send_part(ids)
+    with ThreadPoolExecutor(max_workers=connections, thread_name_prefix="smtp") as pool:
+        results = list(pool.map(send_part, parts))
+    return {key: sum(r[key] for r in results) for key in results[0]}

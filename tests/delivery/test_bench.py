@@ -15,7 +15,8 @@ pytestmark = pytest.mark.postfix
 def test_bench_email_runs_both_modes_and_confirms_everything(committed_app):
     committed_app.config.update(SMTP_HOST="")
     result = committed_app.test_cli_runner().invoke(
-        args=["bench", "email", "--messages", "4", "--pdf", "off", "--reports", "both", "--runs", "2", "--wait", "60"]
+        args=["bench", "email", "--messages", "4", "--pdf", "off", "--reports", "both", "--runs", "2", "--wait", "60",
+              "--connections", "2"]
     )
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
@@ -26,3 +27,7 @@ def test_bench_email_runs_both_modes_and_confirms_everything(committed_app):
     assert all(r["messages_per_second"] > 0 and r["report_to_confirmation"]["p50_ms"] >= 0 for r in runs)
     assert "send_to_report" in runs[-1] and "confirmations_per_second" in runs[0]
     assert [s["summary"] for s in summaries] == ["2 runs", "2 runs"]
+    # the floor beside each held run: Postfix's own smtp-source over one session, the same Postfix
+    assert all(r["smtp_source_1_session_messages_per_second"] > 0 and r["ratio_to_smtp_source"] > 0
+               for r in runs[:2])
+    assert summaries[0]["ratio_to_smtp_source_median"] > 0

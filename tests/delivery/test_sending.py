@@ -357,3 +357,28 @@ def test_a_batch_stopped_by_its_job_timeout_keeps_what_it_sent_and_the_rest_is_p
         session.close()
     finally:
         controller.stop()
+
+
+def test_a_batch_over_several_connections_sends_each_message_once(committed, smtp_sink):
+    """SEND_CONNECTIONS: the batch spread over parallel SMTP connections, each a sender of its own
+    (PostgreSQL; SQLite sends over one)."""
+    import email
+
+    from console.delivery.sender import send_batch_over_connections
+
+    app = committed
+    app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=smtp_sink.port)
+    factory = app.extensions["billpost.session_factory"]
+    session = factory()
+    ids = [d.id for _ in range(12) for d in _publish(session)]
+    session.close()
+    before = len(smtp_sink.messages)
+    counts = send_batch_over_connections(app, factory, ids, 3)
+    assert counts == {"sent": 12, "refused": 0, "temporary": 0, "skipped": 0}
+    got = [email.message_from_bytes(raw)["Message-ID"] for _f, _t, raw in smtp_sink.messages[before:]]
+    session = factory()
+    attempts = session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(ids))).all()
+    assert sorted(got) == sorted(a.message_id for a in attempts) and len(attempts) == 12
+    assert {d.status for d in session.scalars(select(Delivery).where(Delivery.id.in_(ids)))} == {"sent"}
+    session.close()
+    assert send_batch_over_connections(app, factory, ids, 3)["skipped"] == 12  # nothing twice
