@@ -22,7 +22,7 @@ from console.db import utcnow
 from console.models import Bill, Customer, Cycle, Delivery
 from console.models.delivery import DeliveryStatus
 from console.models.paper import BatchStatus, PrintBatch, PrintItem, PrintItemStatus
-from console.paper.pdf import bill_pdf, render_pdf_bytes, write_atomically
+from console.paper.pdf import address_overlay_pdf, bill_pdf, render_pdf_bytes, write_atomically
 from console.paper.rules import paper_allowed, postal_code_of
 
 DEFAULT_BATCH_SIZE = 500
@@ -199,7 +199,8 @@ def assemble_batch(session: Session, batch_id: int, actor: Actor, duplex: bool |
     items = list(batch.items)
     bills = {b.id: b for b in session.scalars(select(Bill).where(Bill.id.in_({i.bill_id for i in items})))}
     files = {bill_id: bill_pdf(session, bill) for bill_id, bill in bills.items()}
-    readers = {bill_id: PdfReader(io.BytesIO(Path(path).read_bytes())) for bill_id, path in files.items()}
+    data = {bill_id: Path(path).read_bytes() for bill_id, path in files.items()}
+    readers = {bill_id: PdfReader(io.BytesIO(raw)) for bill_id, raw in data.items()}
     bill_pages = sum(len(readers[i.bill_id].pages) * i.copies for i in items)
     codes = [i.postal_code for i in items if i.postal_code]
     with force_locale(current_app.config["BABEL_DEFAULT_LOCALE"]):
@@ -227,9 +228,17 @@ def assemble_batch(session: Session, batch_id: int, actor: Actor, duplex: bool |
             writer.add_blank_page()
 
     add(cover)
+    overlays = _window_overlays(session, items)
     for item in items:
         for _copy in range(item.copies):
-            add(readers[item.bill_id])
+            if item.id not in overlays:
+                add(readers[item.bill_id])
+                continue
+            # another recipient: their address in the envelope's window, on a copy of its own (the
+            # pages of one reader are shared by every copy appended from it)
+            first = len(writer.pages)
+            add(PdfReader(io.BytesIO(data[item.bill_id])))
+            writer.pages[first].merge_page(overlays[item.id].pages[0])
     out = io.BytesIO()
     writer.write(out)
     relpath = batch_pdf_relpath(cycle.period, batch.batch_no)
@@ -243,6 +252,24 @@ def assemble_batch(session: Session, batch_id: int, actor: Actor, duplex: bool |
     )
     session.flush()
     return batch
+
+
+def _window_overlays(session: Session, items: list) -> dict[int, object]:
+    """Print item id -> a one-page PDF with its recipient's addressee block, for every item that goes
+    to someone other than the account holder at the postal address printed on the bill."""
+    from pypdf import PdfReader
+
+    deliveries = {d.id: d for d in session.scalars(select(Delivery).where(Delivery.id.in_({i.delivery_id for i in items})))}
+    customers = {c.id: c for c in session.scalars(select(Customer).where(Customer.id.in_({i.customer_id for i in items})))}
+    overlays = {}
+    for item in items:
+        delivery, customer = deliveries[item.delivery_id], customers[item.customer_id]
+        holder_address = (customer.postal_address or "").strip()
+        if delivery.recipient_name == customer.name and delivery.address.strip().startswith(holder_address):
+            continue
+        overlays[item.id] = PdfReader(io.BytesIO(address_overlay_pdf(delivery.recipient_name, delivery.address,
+                                                                     item.postal_code)))
+    return overlays
 
 
 def batch_file(batch: PrintBatch) -> Path:

@@ -135,6 +135,21 @@ def bill_print_html(session: Session, bill: Bill) -> str:
         )
 
 
+def address_overlay_pdf(name: str, address: str, postal_code: str) -> bytes:
+    """One A4 page with only the envelope window filled: another recipient's addressee block on white,
+    to lay over the first page of their copy (console.paper.batches.assemble_batch)."""
+    from console.billing.document import company
+
+    postal_code = "" if postal_code and postal_code in address else postal_code
+    with force_locale(current_app.config["BABEL_DEFAULT_LOCALE"]):
+        html = render_template(
+            "paper/address_overlay.html", company=company(current_app.config, english=False),
+            addressee={"name": name, "address": address, "postal_code": postal_code},
+            font_path=str(cjk_font_path()), font_family=FONT_FAMILY,
+        )
+    return render_pdf_bytes(html)
+
+
 def pdf_root() -> Path:
     return Path(current_app.config["INSTANCE_PATH"]) / "pdf"
 

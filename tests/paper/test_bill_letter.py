@@ -98,3 +98,35 @@ def test_the_printed_code_registers_once_and_a_registered_customer_gets_no_code(
         text = pdf_text(bill_pdf(db, bill))
     assert not re.search(r"[A-HJ-NP-Z2-9]{4}-[A-HJ-NP-Z2-9]{4}-[A-HJ-NP-Z2-9]{4}", text)
     assert "/my/register" not in text and app.config["COMPANY_HOTLINE"] in text
+
+
+def test_a_copy_for_another_recipient_shows_their_address_in_the_window(
+    app, db, cycle, make_customer, make_bill, make_paper_delivery, tmp_path
+):
+    from pypdf import PdfReader, PdfWriter
+
+    from console.audit import Actor
+    from console.paper import batches
+
+    customer = make_customer(key_account=True, customer_type="commercial", name="苏州窗口测试有限公司",
+                             postal_address="江苏省苏州市姑苏区人民路99号", postal_code="215000")
+    bill = make_bill(customer)
+    make_paper_delivery(bill, customer)
+    make_paper_delivery(bill, customer, address="江苏省苏州市工业园区星湖街1号 215021", name="财务部王会计")
+    result = batches.gather_batches(db, "2026-11", Actor.cli())
+    with app.app_context():
+        batch = batches.render_batch_now(db, result.batch_ids[0], Actor.cli())
+        reader = PdfReader(batches.batch_file(batch))
+    bill_pages = (len(reader.pages) - 1) // 2
+    firsts = {}
+    for n, start in enumerate((1, 1 + bill_pages)):
+        one = tmp_path / f"copy{n}.pdf"
+        writer = PdfWriter()
+        writer.add_page(reader.pages[start])
+        writer.write(one)
+        firsts[n] = _words(one)
+    holder = next(n for n in firsts if _in_window(firsts[n], "江苏省苏州市姑苏区人民路99号")
+                  and not _in_window(firsts[n], "财务部王会计"))
+    other = 1 - holder
+    assert _in_window(firsts[other], "财务部王会计") and _in_window(firsts[other], "江苏省苏州市工业园区星湖街1号")
+    assert _in_window(firsts[other], "215021")
