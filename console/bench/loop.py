@@ -1,0 +1,253 @@
+"""`console bench loop`: the whole loop on one machine, stage by stage, with real processes.
+
+Seeds N demo customers (multi-point and collective key accounts, several recipients, e-mail mostly,
+paper for key accounts) into an empty PostgreSQL database, then:
+
+1. generate — the cycle's chunk jobs worked by W `console worker --burst` processes;
+2. publish — bills published, deliveries and registration codes written, send jobs queued;
+3. send — W workers send every e-mail through a loopback Postfix with DSN; the real `console mailin`
+   takes the reports; the stage ends when every e-mail is confirmed;
+4. print — the paper deliveries gathered into print batches, rendered and assembled by W workers.
+
+Per stage: wall time, rate, CPU per item (workers and mail-in, from the kernel's accounting), the
+peak memory of one process, and the checks: every bill generated once, every e-mail sent and
+confirmed once, every paper bill in one batch. E-mail addresses are rewritten to the loopback's
+delivering mailbox domain so that every one can be confirmed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+from sqlalchemy import func, select, text
+
+from console.audit import Actor
+from console.config import child_environment
+from console.db import utcnow
+from console.models import Bill, BillLine, Delivery, DeliveryAttempt
+from console.models.delivery import Channel, DeliveryStatus
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds of a live process (utime + stime from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_peak_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+class Stage:
+    def __init__(self, name: str, items: str) -> None:
+        self.name, self.items = name, items
+        self.started = time.perf_counter()
+        self.cpu = _children_cpu() + time.process_time()
+        self.extra_cpu = 0.0
+        self.peak_kb = 0
+
+    def end(self, count: int, **checks: object) -> dict:
+        wall = time.perf_counter() - self.started
+        cpu = _children_cpu() + time.process_time() - self.cpu + self.extra_cpu
+        return {
+            "stage": self.name, "items": count, "unit": self.items, "wall_s": round(wall, 1),
+            "rate_per_s": round(count / wall, 1) if wall else None,
+            "cpu_ms_per_item": round(cpu * 1000 / count, 2) if count else None,
+            "peak_mb_one_process": round(self.peak_kb / 1024, 1) if self.peak_kb else None,
+        } | checks
+
+
+def _workers(app: Flask, count: int, env: dict, burst: bool = True) -> list[subprocess.Popen]:
+    args = [sys.executable, "-c", "from console.cli import main; main()", "worker"] + (["--burst"] if burst else [])
+    return [subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(count)]
+
+
+def _wait_all(processes: list[subprocess.Popen]) -> int:
+    """Waits; returns the largest peak resident memory (kB) among them (read just before they end)."""
+    peak = 0
+    while any(p.poll() is None for p in processes):
+        for p in processes:
+            if p.poll() is None:
+                try:
+                    peak = max(peak, _proc_peak_kb(p.pid))
+                except OSError:
+                    pass
+        time.sleep(0.5)
+    return peak
+
+
+def run(app: Flask, customers: int, workers: int, connections: int, wait: float):  # noqa: ANN201
+    from console.billing import cycles
+    from console.billing.demo import seed_billing_demo
+    from console.billing.settings import billing_settings
+    from console.customers.demo import seed_demo
+    from console.devtools.loopback_postfix import LoopbackPostfix, postfix_available
+    from console.devtools.ports import free_port
+    from console.migrations import upgrade
+    from console.paper import batches
+    from console.queues import redis_url
+
+    engine = app.extensions["billpost.engine"]
+    if engine.dialect.name != "postgresql":
+        raise click.ClickException("bench loop measures PostgreSQL: set DATABASE_URL to an empty scratch database")
+    if not postfix_available() or os.geteuid() != 0:
+        raise click.ClickException("bench loop needs the loopback Postfix (Debian's postfix, run as root)")
+    upgrade(app)
+    factory = app.extensions["billpost.session_factory"]
+    folder = Path(tempfile.mkdtemp(prefix="billpost-bench-loop-"))
+    mailin_port = free_port()
+    postfix = LoopbackPostfix(folder, app.config["BOUNCE_DOMAIN"], mailin_port, free_port()).start()
+    env = child_environment(
+        DATABASE_URL=engine.url.render_as_string(hide_password=False), REDIS_URL=redis_url(app),
+        SMTP_HOST="127.0.0.1", SMTP_PORT=str(postfix.port), SMTP_STARTTLS="0", SMTP_USER="",
+        BOUNCE_DOMAIN=app.config["BOUNCE_DOMAIN"], MAILIN_HOST="127.0.0.1", MAILIN_PORT=str(mailin_port),
+        SEND_CONNECTIONS=str(connections), SWEEP_SECONDS="5", LOG_LEVEL="WARNING",
+        BILLPOST_INSTANCE=str(folder / "instance"),
+    )
+    (folder / "instance").mkdir()
+    mailin = None
+    rows = []
+    try:
+        # -- seed (not a stage of the loop: the customer file is the import's job)
+        started = time.perf_counter()
+        with engine.begin() as connection:
+            seed_demo(connection, customers, 1)
+            # every address delivering on the loopback (the demo's own domains go nowhere here)
+            connection.execute(text("UPDATE customers SET email = 'c' || id || '@customers.test' WHERE email IS NOT NULL"))
+            connection.execute(text(
+                "UPDATE recipients SET address = 'r' || id || '@customers.test' WHERE channel = 'email'"))
+        today = date.today()
+        with factory() as session:
+            reads = seed_billing_demo(session, today, billing_settings(app.config))
+            session.commit()
+        yield f"seeded {customers:,} customers and {reads['reads']:,} reads in {time.perf_counter() - started:.1f} s"
+        period = f"{today:%Y-%m}"
+
+        # -- 1. generate
+        with factory() as session:
+            cycles.open_cycle(session, period, Actor.cli())
+            chunks = cycles.start_run(session, period, Actor.cli(), int(app.config["CYCLE_CHUNK_SIZE"]))
+            session.commit()
+        stage = Stage("generate", "bills")
+        stage.peak_kb = _wait_all(_workers(app, workers, env))
+        with factory() as session:
+            report = cycles.cycle_report(session, period)
+            bills = report["bills"]
+            cycle_id = cycles.get_cycle(session, period).id
+            # every service point on one bill of the cycle at most (the unique key makes it so; checked)
+            twice = session.scalar(select(func.count()).select_from(
+                select(BillLine.service_point_id).join(Bill, Bill.id == BillLine.bill_id)
+                .where(Bill.cycle_id == cycle_id, BillLine.service_point_id.is_not(None))
+                .group_by(BillLine.service_point_id).having(func.count(func.distinct(BillLine.bill_id)) > 1).subquery()
+            ))
+        rows.append(stage.end(bills, chunks=len(chunks), status=report["status"], generated_twice=twice))
+        yield json.dumps(rows[-1], ensure_ascii=False)
+
+        # -- 2. publish
+        from console.delivery.publish import publish_and_queue
+
+        stage = Stage("publish", "bills")
+        with factory() as session:
+            result = publish_and_queue(session, cycle_id, Actor.cli(), utcnow(), app.config)
+            session.commit()
+        stage.peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rows.append(stage.end(bills, email_deliveries=result["email"], paper_deliveries=result["paper"],
+                              send_jobs=result["send_jobs"]))
+        yield json.dumps(rows[-1], ensure_ascii=False)
+
+        # -- 3. send, with the reports received while sending
+        mailin = subprocess.Popen([sys.executable, "-c", "from console.cli import main; main()", "mailin"],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(2)
+        mailin_cpu = _proc_cpu(mailin.pid)
+        stage = Stage("send", "e-mails")
+        senders = _workers(app, workers, env, burst=False)
+        emails = result["email"]
+        deadline = time.monotonic() + wait
+        confirmed = 0
+        peak = 0
+        while time.monotonic() < deadline:
+            with factory() as session:
+                confirmed = session.scalar(select(func.count(Delivery.id)).where(
+                    Delivery.channel == Channel.EMAIL, Delivery.status == DeliveryStatus.CONFIRMED))
+            for p in senders:
+                try:
+                    peak = max(peak, _proc_peak_kb(p.pid))
+                except OSError:
+                    pass
+            if confirmed >= emails:
+                break
+            time.sleep(1)
+        stage.extra_cpu = _proc_cpu(mailin.pid) - mailin_cpu
+        for p in senders:
+            p.send_signal(signal.SIGTERM)
+        _wait_all(senders)
+        stage.peak_kb = max(peak, _proc_peak_kb(mailin.pid))
+        with factory() as session:
+            sent_twice = session.scalar(select(func.count()).select_from(
+                select(DeliveryAttempt.delivery_id).where(DeliveryAttempt.sent_at.is_not(None))
+                .group_by(DeliveryAttempt.delivery_id).having(func.count() > 1).subquery()))
+        rows.append(stage.end(confirmed, e_mails=emails, confirmed=confirmed, sent_twice=sent_twice,
+                              mailin_cpu_ms_per_report=round(stage.extra_cpu * 1000 / confirmed, 2) if confirmed else None))
+        yield json.dumps(rows[-1], ensure_ascii=False)
+
+        # -- 4. print
+        stage = Stage("print", "paper bills")
+        with factory() as session:
+            gathered = batches.gather_batches(session, period, Actor.cli(), size=int(app.config["PAPER_BATCH_SIZE"]),
+                                              key_accounts_only=app.config["PAPER_KEY_ACCOUNTS_ONLY"])
+            batches.queue_rendering(session, gathered.batch_ids)
+            session.commit()
+        stage.peak_kb = _wait_all(_workers(app, workers, env))
+        from console.models.paper import BatchStatus, PrintBatch
+
+        with factory() as session:
+            ready = session.scalar(select(func.count(PrintBatch.id)).where(PrintBatch.status == BatchStatus.READY))
+        rows.append(stage.end(gathered.deliveries, batches=len(gathered.batch_ids), batches_ready=ready,
+                              copies=gathered.copies))
+        yield json.dumps(rows[-1], ensure_ascii=False)
+        yield "stage table:"
+        for row in rows:
+            yield (f"  {row['stage']:<9} {row['items']:>10,} {row['unit']:<11} {row['wall_s']:>8.1f} s "
+                   f"{row['rate_per_s'] or 0:>9,.1f}/s  {row['cpu_ms_per_item'] or 0:>7.2f} ms CPU/item  "
+                   f"peak {row['peak_mb_one_process'] or 0:>6.1f} MB")
+    finally:
+        if mailin is not None:
+            mailin.terminate()
+            mailin.wait()
+        postfix.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@click.command("loop")
+@click.option("--customers", default=10_000, show_default=True)
+@click.option("--workers", default=2, show_default=True, help="Worker processes for each stage.")
+@click.option("--connections", default=1, show_default=True, help="SMTP connections per send job.")
+@click.option("--wait", default=3600.0, show_default=True, help="Seconds the send stage may take.")
+@with_appcontext
+def bench_loop(customers: int, workers: int, connections: int, wait: float) -> None:
+    """The whole loop on PostgreSQL (an empty scratch DATABASE_URL): generate, publish, send with DSN
+    reports received, print; per stage wall time, rate, CPU per item, peak memory, and the checks."""
+    for line in run(current_app._get_current_object(), customers, workers, connections, wait):
+        click.echo(line)
