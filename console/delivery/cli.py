@@ -22,27 +22,36 @@ def delivery_group() -> None:
 
 @delivery_group.command("publish")
 @click.argument("period")
+@click.option("--chunk-size", default=0, type=int,
+              help="Publish this many bills per transaction, printing progress (a large cycle); stopped "
+                   "halfway, running again goes on where it stopped. 0: the whole cycle at once.")
 @with_appcontext
-def publish_command(period: str) -> None:
+def publish_command(period: str, chunk_size: int) -> None:
     """Publish the cycle PERIOD's bills, write their deliveries and queue the e-mail send jobs."""
     from sqlalchemy import select
 
     from console import outbox
     from console.db import utcnow
-    from console.delivery.publish import PublishError, publish_and_queue
+    from console.delivery.publish import PublishError, publish_and_queue, unpublished_ranges
     from console.models import Cycle
 
     with _session() as session:
         cycle = session.scalars(select(Cycle).where(Cycle.period == period)).first()
         if cycle is None:
             raise click.ClickException(f"no cycle {period}")
-        try:
-            result = publish_and_queue(session, cycle.id, Actor.cli(), utcnow(), current_app.config)
-        except PublishError as exc:
-            raise click.ClickException(str(exc)) from None
-        session.commit()
-        jobs = outbox.handed_over(session)
-    click.echo(json.dumps(result | {"send_jobs_queued": jobs}, ensure_ascii=False))
+        ranges = unpublished_ranges(session, cycle.id, chunk_size) if chunk_size > 0 else [None]
+        for number, bill_ids in enumerate(ranges or [None], start=1):
+            try:
+                result = publish_and_queue(session, cycle.id, Actor.cli(), utcnow(), current_app.config, bill_ids)
+            except PublishError as exc:
+                raise click.ClickException(str(exc)) from None
+            session.commit()
+            result["send_jobs_queued"] = outbox.handed_over(session)
+            if chunk_size > 0:
+                click.echo(f"part {number}/{len(ranges)}: bills {bill_ids[0]}..{bill_ids[1]}, "
+                           f"{result['email']} e-mails, {result['bills_left']} bills left" if bill_ids else
+                           "nothing left to publish")
+    click.echo(json.dumps(result, ensure_ascii=False))
 
 
 @delivery_group.command("send-queued")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from console.audit import Actor, record_audit
@@ -48,8 +48,12 @@ def publish_cycle(
     actor: Actor,
     now: datetime,
     paper_key_accounts_only: bool = True,
+    bill_ids: tuple[int, int] | None = None,
 ) -> dict:
-    """Publish the cycle's generated bills and write their deliveries; flush, never commit.
+    """Publish the cycle's generated bills (those with ids in `bill_ids`, first..last, when given) and
+    write their deliveries; flush, never commit. The cycle is published once none of its bills is
+    left unpublished, so a large cycle can be published range by range, one transaction each, and a
+    run stopped halfway resumes where it stopped (published bills and the unique delivery key).
 
     An e-mail address that does not parse gets its delivery marked failed with a work item at once
     (someone must correct it), never a send."""
@@ -60,8 +64,9 @@ def publish_cycle(
         raise PublishError(f"cycle {cycle.period} is {cycle.status}; only generated cycles can be published")
     before = {"status": cycle.status}
 
+    in_range = (Bill.id.between(*bill_ids),) if bill_ids else ()
     bills = session.scalars(
-        select(Bill).where(Bill.cycle_id == cycle_id).order_by(Bill.id)
+        select(Bill).where(Bill.cycle_id == cycle_id, *in_range).order_by(Bill.id)
     ).all()
     customer_ids = {b.customer_id for b in bills}
     customers = {
@@ -74,7 +79,7 @@ def publish_cycle(
         session.execute(
             select(Delivery.bill_id, Delivery.channel, Delivery.address)
             .join(Bill, Bill.id == Delivery.bill_id)
-            .where(Bill.cycle_id == cycle_id)
+            .where(Bill.cycle_id == cycle_id, *in_range)
         ).all()
     )
 
@@ -139,21 +144,38 @@ def publish_cycle(
         open_work_item(session, delivery, "email_failed")
     counts["invalid_addresses"] = len(invalid)
 
-    if cycle.status != CycleStatus.PUBLISHED:
+    left = session.scalar(select(func.count(Bill.id)).where(
+        Bill.cycle_id == cycle_id, Bill.status != BillStatus.PUBLISHED))
+    if left == 0 and cycle.status != CycleStatus.PUBLISHED:
         cycle.status = CycleStatus.PUBLISHED
         cycle.published_at = now
-    record_audit(session, actor, "cycle.publish", "cycle", cycle.id, before=before, after={"status": CycleStatus.PUBLISHED} | counts)
+    action = "cycle.publish" if left == 0 else "cycle.publish_part"
+    record_audit(session, actor, action, "cycle", cycle.id, before=before,
+                 after={"status": cycle.status, "bills": list(bill_ids) if bill_ids else None} | counts)
     session.flush()
-    return {"cycle_id": cycle.id, "period": cycle.period} | counts
+    return {"cycle_id": cycle.id, "period": cycle.period, "bills_left": left} | counts
 
 
-def publish_and_queue(session: Session, cycle_id: int, actor: Actor, now: datetime, config: Mapping) -> dict:
+def unpublished_ranges(session: Session, cycle_id: int, size: int) -> list[tuple[int, int]]:
+    """The cycle's bills not yet published, as id ranges of at most `size` bills each."""
+    ids = session.scalars(
+        select(Bill.id).where(Bill.cycle_id == cycle_id, Bill.status != BillStatus.PUBLISHED).order_by(Bill.id)
+    ).all()
+    return [(ids[i], ids[min(i + size, len(ids)) - 1]) for i in range(0, len(ids), size)]
+
+
+def publish_and_queue(
+    session: Session, cycle_id: int, actor: Actor, now: datetime, config: Mapping,
+    bill_ids: tuple[int, int] | None = None,
+) -> dict:
     """Publish (as above), issue the registration code printed on each bill of a customer not yet
-    registered, and ask for the send jobs of every queued e-mail of the cycle, which go to the queue
-    when the caller commits. `config`: the app's settings."""
-    result = publish_cycle(session, cycle_id, actor, now, paper_key_accounts_only=config["PAPER_KEY_ACCOUNTS_ONLY"])
+    registered, and ask for the send jobs of every queued e-mail of those bills, which go to the
+    queue when the caller commits. `config`: the app's settings."""
+    result = publish_cycle(session, cycle_id, actor, now, paper_key_accounts_only=config["PAPER_KEY_ACCOUNTS_ONLY"],
+                           bill_ids=bill_ids)
     result["registration_codes"] = issue_bill_codes(
-        session, cycle_id, config["SECRET_KEY"], int(config["PORTAL_BILL_CODE_DAYS"]), now
+        session, cycle_id, config["SECRET_KEY"], int(config["PORTAL_BILL_CODE_DAYS"]), now, bill_ids=bill_ids
     )
-    result["send_jobs"] = queue_queued_sends(session, now, int(config["SEND_BATCH_SIZE"]), cycle_id=cycle_id)
+    result["send_jobs"] = queue_queued_sends(session, now, int(config["SEND_BATCH_SIZE"]), cycle_id=cycle_id,
+                                             bill_ids=bill_ids)
     return result

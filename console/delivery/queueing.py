@@ -50,8 +50,12 @@ def queue_sends(session: Session, ids: Sequence[int], now: datetime, batch_size:
     return len(batches)
 
 
-def queue_queued_sends(session: Session, now: datetime, batch_size: int, cycle_id: int | None = None) -> int:
-    """Send jobs for every queued, unclaimed e-mail delivery (of one cycle): after publishing, or by hand."""
+def queue_queued_sends(
+    session: Session, now: datetime, batch_size: int, cycle_id: int | None = None,
+    bill_ids: tuple[int, int] | None = None,
+) -> int:
+    """Send jobs for every queued, unclaimed e-mail delivery (of one cycle, of its bills first..last):
+    after publishing, or by hand."""
     query = select(Delivery.id).where(
         Delivery.channel == Channel.EMAIL,
         Delivery.status == DeliveryStatus.QUEUED,
@@ -59,4 +63,6 @@ def queue_queued_sends(session: Session, now: datetime, batch_size: int, cycle_i
     )
     if cycle_id is not None:
         query = query.join(Bill, Bill.id == Delivery.bill_id).where(Bill.cycle_id == cycle_id)
+    if bill_ids is not None:
+        query = query.where(Delivery.bill_id.between(*bill_ids))
     return queue_sends(session, list(session.scalars(query)), now, batch_size)

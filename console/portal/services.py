@@ -241,7 +241,9 @@ def registration_code_for_bill(
     return text
 
 
-def issue_bill_codes(session: Session, cycle_id: int, secret: str, days: int, now: datetime) -> int:
+def issue_bill_codes(
+    session: Session, cycle_id: int, secret: str, days: int, now: datetime, bill_ids: tuple[int, int] | None = None
+) -> int:
     """At publishing: the registration code of every bill of the cycle whose customer has no web account
     yet, stored as its digest (valid `days`, single use). Printing and e-mailing the bill then only
     read it (`registration_code_for_bill` finds the row): a send never writes here, which on SQLite
@@ -250,6 +252,7 @@ def issue_bill_codes(session: Session, cycle_id: int, secret: str, days: int, no
         select(Bill.id, Bill.bill_no, Bill.customer_id)
         .where(
             Bill.cycle_id == cycle_id,
+            *((Bill.id.between(*bill_ids),) if bill_ids else ()),
             ~exists().where(WebAccount.customer_id == Bill.customer_id),
             ~exists().where(BillRegistrationCode.bill_id == Bill.id),
         )
