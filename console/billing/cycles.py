@@ -234,9 +234,13 @@ def cycle_report(session: Session, period: str) -> dict:
     return report
 
 
-def publish(session: Session, period: str, actor: Actor, config: Mapping, now: datetime | None = None) -> dict:
-    """Hand the generated cycle to the delivery domain (bills published, deliveries written, send jobs
-    asked for after the caller's commit)."""
+def publish(
+    session: Session, period: str, actor: Actor, config: Mapping, now: datetime | None = None,
+    bill_ids: tuple[int, int] | None = None,
+) -> dict:
+    """Hand the generated cycle (its bills first..last, when given: a large cycle in parts) to the
+    delivery domain (bills published, deliveries written, send jobs asked for after the caller's
+    commit), re-dating first any bill that would leave the customer too little time to pay."""
     cycle = get_cycle(session, parse_period(period))
     if cycle is None:
         raise CycleError(f"no cycle {period}")
@@ -248,4 +252,4 @@ def publish(session: Session, period: str, actor: Actor, config: Mapping, now: d
     if redated:
         record_audit(session, actor, "cycle.redate", "cycle", cycle.id, after={"bills": redated,
                                                                              "issued": today.isoformat()})
-    return publish_and_queue(session, cycle.id, actor, now, config)
+    return publish_and_queue(session, cycle.id, actor, now, config, bill_ids)

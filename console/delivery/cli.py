@@ -31,8 +31,9 @@ def publish_command(period: str, chunk_size: int) -> None:
     from sqlalchemy import select
 
     from console import outbox
+    from console.billing import cycles
     from console.db import utcnow
-    from console.delivery.publish import PublishError, publish_and_queue, unpublished_ranges
+    from console.delivery.publish import unpublished_ranges
     from console.models import Cycle
 
     with _session() as session:
@@ -41,9 +42,9 @@ def publish_command(period: str, chunk_size: int) -> None:
             raise click.ClickException(f"no cycle {period}")
         ranges = unpublished_ranges(session, cycle.id, chunk_size) if chunk_size > 0 else [None]
         for number, bill_ids in enumerate(ranges or [None], start=1):
-            try:
-                result = publish_and_queue(session, cycle.id, Actor.cli(), utcnow(), current_app.config, bill_ids)
-            except PublishError as exc:
+            try:  # the billing domain's publish: it re-dates late bills, then hands them to delivery
+                result = cycles.publish(session, period, Actor.cli(), current_app.config, utcnow(), bill_ids)
+            except ValueError as exc:  # CycleError, or the delivery domain's PublishError
                 raise click.ClickException(str(exc)) from None
             session.commit()
             result["send_jobs_queued"] = outbox.handed_over(session)
