@@ -89,6 +89,7 @@ SECURITY_ACTIONS = {
     "customer.email": "contact_changed",
     "customer.channels": "contact_changed",
     "customer.delivery_wishes": "contact_changed",
+    "customer.contact_details": "contact_changed",
     "recipient.add": "contact_changed",
     "recipient.address": "contact_changed",
     "recipient.update": "contact_changed",

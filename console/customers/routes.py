@@ -91,15 +91,25 @@ def export_csv():
     return response
 
 
+def _contact_context(customer, **extra):  # noqa: ANN001, ANN003, ANN202
+    may_edit, may_set_manager = services.contact_editing(customer, current_user.id, current_user.roles)
+    return {
+        "manager_name": services.account_manager_name(db(), customer),
+        "may_edit_contact": may_edit,
+        "may_set_manager": may_set_manager,
+    } | extra
+
+
 def _customer_context(customer, **extra):  # noqa: ANN001, ANN003, ANN202
     session = db()
     return {
         "customer": customer,
-        "manager_name": services.account_manager_name(session, customer),
         "mine": customer.key_account and customer.account_manager_id == current_user.id,
+        "bills": services.customer_bills(session, customer.id),
+        "items": services.open_items(session, customer.id),
         "history": services.contact_history(session, customer.id, 1),
         "audit": services.audit_trail(session, customer.id, 1),
-    } | _collective_context(customer) | extra
+    } | _contact_context(customer) | _collective_context(customer) | extra
 
 
 @bp.route("/<int:customer_id>")
@@ -126,6 +136,59 @@ def audit(customer_id: int):
     customer = _customer_or_404(customer_id)
     page = services.audit_trail(db(), customer.id, request.args.get("page", 1, type=int))
     return render_template("customers/_audit.html", customer=customer, audit=page)
+
+
+# Contact details (issue 14): admins for any customer, account managers for their own accounts ----
+
+
+def _contact_editor_or_403(customer) -> bool:  # noqa: ANN001
+    """May the user choose the account manager too? Refuses (403) who may not edit at all."""
+    may_edit, may_set_manager = services.contact_editing(customer, current_user.id, current_user.roles)
+    if not may_edit:
+        abort(403)
+    return may_set_manager
+
+
+@bp.route("/<int:customer_id>/contact")
+def contact(customer_id: int):
+    customer = _customer_or_404(customer_id)
+    return render_template("customers/_contact.html", customer=customer, **_contact_context(customer))
+
+
+@bp.route("/<int:customer_id>/contact/edit")
+def edit_contact(customer_id: int):
+    customer = _customer_or_404(customer_id)
+    may_set_manager = _contact_editor_or_403(customer)
+    managers = services.manager_choices(db()) if may_set_manager else []
+    return render_page_or_fragment(
+        "customers/customer.html", "customers/_contact_form.html",
+        **_customer_context(customer, inline_form="customers/_contact_form.html", errors={}, form=None,
+                            managers=managers),
+    )
+
+
+@bp.route("/<int:customer_id>/contact", methods=["POST"])
+def save_contact(customer_id: int):
+    customer = _customer_or_404(customer_id)
+    may_set_manager = _contact_editor_or_403(customer)
+    try:
+        services.update_contact_details(
+            db(), customer, _actor(),
+            phone=request.form.get("phone", ""),
+            postal_address=request.form.get("postal_address", ""),
+            postal_code=request.form.get("postal_code", ""),
+            email=request.form.get("email", ""),
+            account_manager_id=request.form.get("account_manager_id"),
+            may_set_manager=may_set_manager,
+        )
+    except services.FormInvalid as invalid:
+        db().rollback()
+        customer = _customer_or_404(customer_id)
+        managers = services.manager_choices(db()) if may_set_manager else []
+        return _form_error("customers/_contact_form.html", customer, errors=invalid.errors, form=request.form,
+                           managers=managers, **_contact_context(customer))
+    db().commit()
+    return _changed("customers/_contact.html", customer, **_contact_context(customer))
 
 
 # Delivery wishes ------------------------------------------------------------------------------

@@ -199,6 +199,8 @@ class HistoryPage:
     rows: list[Any]
     page: int
     has_next: bool
+    bills: dict[int, str] = field(default_factory=dict)  # contact history: bill id → bill number
+    recipients: dict[int, str] = field(default_factory=dict)  # contact record id → who received it
 
 
 def _page_number(page: int) -> int:
@@ -216,7 +218,45 @@ def contact_history(session: Session, customer_id: int, page: int = 1) -> Histor
         .limit(HISTORY_PAGE + 1)
     )
     rows = list(session.execute(stmt))
-    return HistoryPage(rows[:HISTORY_PAGE], page, len(rows) > HISTORY_PAGE)
+    shown = [record for record, _who in rows[:HISTORY_PAGE]]
+    return HistoryPage(rows[:HISTORY_PAGE], page, len(rows) > HISTORY_PAGE,
+                       bills=bill_numbers(session, {r.bill_id for r in shown if r.bill_id is not None}),
+                       recipients=contact_recipients(session, shown))
+
+
+def contact_recipients(session: Session, records: list[ContactRecord]) -> dict[int, str]:
+    """Who each contact record concerns, by the codes its details keep: a recipient row (its name),
+    a delivery or a printed letter (its recipient's name and address) or a bare address; at most three
+    queries a page."""
+    from console.models import Delivery
+
+    def detail(record: ContactRecord, key: str) -> Any:
+        return (record.details or {}).get(key) if isinstance(record.details, dict) else None
+
+    from console.models.paper import PrintItem
+
+    recipient_ids = {v for r in records if isinstance(v := detail(r, "recipient_id"), int)}
+    delivery_ids = {v for r in records if isinstance(v := detail(r, "delivery_id"), int)}
+    print_ids = {v for r in records if isinstance(v := detail(r, "print_item_id"), int)}
+    names = dict(session.execute(select(Recipient.id, Recipient.name).where(Recipient.id.in_(recipient_ids))).all()) \
+        if recipient_ids else {}
+    printed = dict(session.execute(select(PrintItem.id, PrintItem.delivery_id).where(PrintItem.id.in_(print_ids)))
+                   .all()) if print_ids else {}
+    wanted = delivery_ids | set(printed.values())
+    deliveries = {row.id: row for row in session.execute(
+        select(Delivery.id, Delivery.recipient_name, Delivery.address).where(Delivery.id.in_(wanted)))} \
+        if wanted else {}
+    out: dict[int, str] = {}
+    for record in records:
+        rid, address = detail(record, "recipient_id"), detail(record, "address")
+        did = detail(record, "delivery_id") or printed.get(detail(record, "print_item_id"))
+        if rid in names:
+            out[record.id] = names[rid]
+        elif did in deliveries:
+            out[record.id] = f"{deliveries[did].recipient_name} · {deliveries[did].address}"
+        elif isinstance(address, str) and address:
+            out[record.id] = address
+    return out
 
 
 def audit_trail(session: Session, customer_id: int, page: int = 1) -> HistoryPage:
@@ -314,7 +354,8 @@ def update_delivery_wishes(
     changed = ", ".join(k for k in after if before[k] != after[k])
     record_contact(
         session, customer.id, "console", f"Delivery wishes changed ({changed})", actor,
-        details={"before": before, "after": after},
+        details={"change": "delivery_wishes", "fields": [k for k in after if before[k] != after[k]],
+                 "before": before, "after": after},
     )
     session.flush()
     return True
@@ -394,7 +435,7 @@ def add_recipient(
     after = _recipient_dict(recipient)
     record_audit(session, actor, "recipient.add", "customer", customer.id, after={"recipient_id": recipient.id} | after)
     record_contact(session, customer.id, "console", f"Bill recipient added: {recipient.name}", actor,
-                   details={"recipient_id": recipient.id, "after": after})
+                   details={"change": "recipient_added", "recipient_id": recipient.id, "after": after})
     session.flush()
     return recipient
 
@@ -425,7 +466,8 @@ def update_recipient(
     record_audit(session, actor, "recipient.update", "customer", customer.id,
                  before={"recipient_id": recipient.id} | before, after={"recipient_id": recipient.id} | after)
     record_contact(session, customer.id, "console", f"Bill recipient changed: {recipient.name}", actor,
-                   details={"recipient_id": recipient.id, "before": before, "after": after})
+                   details={"change": "recipient_changed", "recipient_id": recipient.id, "before": before,
+                            "after": after})
     session.flush()
     return True
 
@@ -442,7 +484,8 @@ def set_recipient_active(session: Session, customer: Customer, recipient: Recipi
                  after={"recipient_id": recipient.id} | _recipient_dict(recipient))
     verb = "reactivated" if active else "deactivated"
     record_contact(session, customer.id, "console", f"Bill recipient {verb}: {recipient.name}", actor,
-                   details={"recipient_id": recipient.id})
+                   details={"change": "recipient_reactivated" if active else "recipient_deactivated",
+                            "recipient_id": recipient.id})
     session.flush()
     return True
 
@@ -718,7 +761,7 @@ def update_contact_details(
     changed = [name for name in values if before[name] != after[name]]
     record_audit(session, actor, "customer.contact_details", "customer", customer.id,
                  before={k: before[k] for k in changed}, after={k: after[k] for k in changed})
-    record_contact(session, customer.id, "console", f"Contact details changed ({', '.join(changed)})", actor,
+    record_contact(session, customer.id, "console", f"contact_details: {', '.join(changed)}", actor,
                    details={"change": "contact_details", "fields": changed,
                             "before": {k: before[k] for k in changed}, "after": {k: after[k] for k in changed}})
     session.flush()
@@ -756,3 +799,14 @@ def bill_numbers(session: Session, bill_ids: set[int]) -> dict[int, str]:
     if not bill_ids:
         return {}
     return dict(session.execute(select(Bill.id, Bill.bill_no).where(Bill.id.in_(bill_ids))).all())
+
+
+def contact_editing(customer: Customer, user_id: int | None, roles: set[str]) -> tuple[bool, bool]:
+    """(may edit the contact details, may choose the account manager): admins for any customer,
+    account managers for the accounts they manage (and not the manager field); nobody else."""
+    if "admin" in roles:
+        return True, True
+    if "account_manager" in roles and user_id is not None and customer.account_manager_id == user_id:
+        return True, False
+    return False, False
+

@@ -41,6 +41,27 @@ LABELS = {
         "other": _l("Other"),
     },
     "status": {"active": _l("Active"), "closed": _l("Closed")},
+    # the contact history's own entries (details["change"]) and the fields they name
+    "contact_change": {
+        "contact_details": _l("Contact details changed"),
+        "delivery_wishes": _l("Delivery wishes changed"),
+        "recipient_added": _l("Bill recipient added"),
+        "recipient_changed": _l("Bill recipient changed"),
+        "recipient_reactivated": _l("Bill recipient reactivated"),
+        "recipient_deactivated": _l("Bill recipient deactivated"),
+        "email": _l("E-mail address corrected"),
+        "postal_address": _l("Postal address corrected"),
+    },
+    "contact_field": {
+        "phone": _l("Phone"),
+        "postal_address": _l("Postal address"),
+        "postal_code": _l("Postal code"),
+        "email": _l("E-mail"),
+        "account_manager_id": _l("Account manager"),
+        "wants_ebill": _l("Wants e-bills"),
+        "channels": _l("Channels"),
+        "attach_pdf": _l("PDF attached to e-mails"),
+    },
     # -- billing
     "bill_type": {
         "regular": _l("Regular bill"),

@@ -114,9 +114,9 @@ def test_editing_delivery_wishes_is_audited_and_in_the_contact_history(client, l
     assert event.before["wants_ebill"] is False and event.after["wants_ebill"] is True
     assert event.before["channels"] == ["portal"] and event.after["channels"] == ["portal", "email"]
     contact = db.scalar(select(ContactRecord).where(ContactRecord.customer_id == customer.id))
-    assert contact.actor_id == user.id and "Delivery wishes changed" in contact.summary
+    assert contact.actor_id == user.id and contact.details["change"] == "delivery_wishes"
     history = client.get(f"/customers/{customer.id}/history", headers=HX).get_data(as_text=True)
-    assert "Delivery wishes changed" in history
+    assert "投递意愿已修改" in history  # rendered from the code in the reader's language, not stored text
     assert "customer.delivery_wishes" in client.get(f"/customers/{customer.id}/audit", headers=HX).get_data(as_text=True)
 
 
