@@ -74,11 +74,12 @@ def mask_id_number(value: str | None) -> str:
 # ---------------------------------------------------------------------------------------------
 # Search: indexed prefix or equality look-ups, keyset pagination by account number, no COUNT(*).
 
-SEARCH_KINDS = ("account", "name", "phone", "email")
+SEARCH_KINDS = ("account", "name", "name_part", "phone", "email")
 SEARCH_LABELS = {
     "auto": _l("Anything"),
     "account": _l("Account number"),
     "name": _l("Name"),
+    "name_part": _l("Name (anywhere in it)"),
     "phone": _l("Phone"),
     "email": _l("E-mail"),
 }
@@ -150,10 +151,19 @@ def search_customers(
     if kind == "email":
         query = query.lower()
     kinds = [kind] if kind in SEARCH_KINDS else guess_kinds(query)
+    if "name" in kinds and not after:
+        # "金桥" for "苏州金桥电子": when nothing else matched, names containing it (a scan along the
+        # account numbers on SQLite, the pg_trgm index on PostgreSQL) — only then, so prefixes stay fast.
+        kinds.append("name_part")
     page = SearchPage(query, kinds[0], after=after)
     for candidate in kinds:
         text = query.lower() if candidate == "email" else query
-        stmt = select(Customer).where(_prefix(session, _COLUMNS[candidate], text))
+        if candidate == "name_part":
+            escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            condition = Customer.name.like(f"%{escaped}%", escape="\\")
+        else:
+            condition = _prefix(session, _COLUMNS[candidate], text)
+        stmt = select(Customer).where(condition)
         if after:
             stmt = stmt.where(Customer.account_no > after)
         rows = list(session.scalars(stmt.order_by(Customer.account_no).limit(page_size + 1)))

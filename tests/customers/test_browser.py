@@ -207,6 +207,7 @@ def test_inbox_search_by_a_fragment_in_the_middle_of_a_name(live_server, browser
         other = new_customer(session, name="无锡华光机械厂")
         session.commit()
         hit, miss = build_item(session, wanted).id, build_item(session, other).id
+        wanted_id = wanted.id
     page = browser_page
     _sign_in(page, live_server, "sr_rep")
     page.goto(f"{live_server.url}/inbox/rep/")
@@ -217,6 +218,9 @@ def test_inbox_search_by_a_fragment_in_the_middle_of_a_name(live_server, browser
     assert page.locator(f'tr[data-item="{hit}"]').count() == 1
     assert "q=" in page.url
     screenshot(page, "inbox-search-fragment-zh")
+    page.goto(f"{live_server.url}/customers/?q=金桥电子")  # the customer search too, when no name starts with it
+    page.click(f'#results a[href="/customers/{wanted_id}"]')
+    page.wait_for_url(f"**/customers/{wanted_id}")
 
 
 def test_customer_page_cockpit_and_contact_details_edited_in_place(live_server, browser_page, browser):

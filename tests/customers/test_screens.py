@@ -185,3 +185,16 @@ def test_a_recipient_of_another_customer_is_not_found(client, login_as, make_cus
         rid = object_session(one).scalar(select(Recipient.id).where(Recipient.customer_id == one.id))
     assert client.get(f"/customers/{other.id}/recipients/{rid}/edit").status_code == 404
     assert client.get("/customers/999999").status_code == 404
+
+
+def test_search_finds_a_fragment_in_the_middle_of_a_name_when_no_name_starts_with_it(db, make_customer):
+    made = [make_customer(account_no=f"3205{n:06d}", name=f"苏州金桥电子{n}厂") for n in range(3)]
+    starts = make_customer(account_no="3206000001", name="金桥物流")
+    page = search_customers(db, "金桥")
+    assert [c.id for c in page.rows] == [starts.id] and page.kind == "name"  # a prefix wins, as before
+    page = search_customers(db, "桥电子")
+    assert [c.id for c in page.rows] == [c.id for c in made] and page.kind == "name_part"
+    first = search_customers(db, "桥电子", kind="name_part", page_size=2)
+    rest = search_customers(db, "桥电子", kind="name_part", after=first.next_after, page_size=2)
+    assert [c.id for c in first.rows + rest.rows] == [c.id for c in made] and rest.next_after is None
+    assert search_customers(db, "桥%").rows == [] and search_customers(db, "电_").rows == []
