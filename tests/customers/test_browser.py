@@ -267,3 +267,112 @@ def test_customer_page_cockpit_and_contact_details_edited_in_place(live_server, 
         assert saved.phone == "0512-65001234" and saved.postal_code == "215021"
     page.click(f'#items [data-item="{item_id}"] a')
     page.wait_for_url(f"**/work-items/{item_id}")
+
+
+def test_a_late_delivered_closes_the_case_or_tells_the_claimer(live_server, browser_page):
+    from console.delivery.policy import apply_report
+    from console.models import DeliveryAttempt
+
+    factory = _factory(live_server.app)
+    with factory() as session:
+        create_user(session, "ld_rep", PASSWORD, ["phone_rep"], Actor.system())
+        quiet, busy = new_customer(session), new_customer(session)
+        session.commit()
+        unclaimed, claimed = build_item(session, quiet), build_item(session, busy)
+        ids = {"unclaimed": unclaimed.id, "claimed": claimed.id, "quiet": quiet.id}
+        deliveries = {unclaimed.id: unclaimed.delivery_id, claimed.id: claimed.delivery_id}
+
+    page = browser_page
+    _sign_in(page, live_server, "ld_rep")
+    page.goto(f"{live_server.url}/work-items/{ids['claimed']}")
+    page.click("button[name=claim]")
+    page.wait_for_selector("#item .badge.status-claimed")
+
+    with factory() as session:  # the late reports: the bills arrived after all
+        for delivery_id in deliveries.values():
+            attempt = session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery_id)
+                                      .order_by(DeliveryAttempt.attempt_no.desc())).first()
+            apply_report(session, attempt, "delivered", "2.0.0", "smtp; 250 2.0.0 Ok", utcnow())
+        session.commit()
+        assert session.get(WorkItem, ids["unclaimed"]).status == "closed"
+        assert session.get(WorkItem, ids["claimed"]).status == "claimed"
+
+    page.reload()
+    page.wait_for_selector('#item [data-notice="confirmed_later"]')  # told on the item
+    page.goto(f"{live_server.url}/inbox/rep/?status=mine")
+    page.wait_for_selector(f'tr[data-item="{ids["claimed"]}"] [data-notice="confirmed_later"]')  # and in the inbox
+    screenshot(page, "late-delivered-notice-zh")
+    page.goto(f"{live_server.url}/customers/{ids['quiet']}")
+    assert page.locator("#items [data-item]").count() == 0
+    delivery = deliveries[ids["unclaimed"]]
+    assert page.get_attribute(f'#bills [data-delivery="{delivery}"]', "data-status") == "confirmed"
+    assert "已确认" in page.inner_text("#history")  # the contact record of the confirmation
+
+
+@pytest.mark.postfix
+def test_correcting_back_to_an_earlier_address_is_resent_and_tracked(
+    mail_loop, live_server, browser_page  # noqa: F811
+):
+    """The silent failure of issue 14: the bill's old failed delivery to that address is queued again in
+    a fresh round (attempt_base), really sent, and its new failure opens a new case."""
+    from redis import Redis
+    from rq import SimpleWorker
+
+    from console.delivery.publish import publish_cycle
+    from console.delivery.sender import send_batch
+    from console.models import DeliveryAttempt
+    from console.queues import get_queue
+    from tests.conftest import TEST_REDIS_URL
+
+    app = mail_loop
+    redis = Redis.from_url(TEST_REDIS_URL)
+    redis.flushdb()
+    app.extensions["billpost.redis"] = redis
+    factory = _factory(app)
+    with app.app_context(), factory() as session:
+        create_user(session, "back_rep", PASSWORD, ["phone_rep"], Actor.system())
+        customer = new_customer(session, email="fail-first@customers.test")
+        bill = add_bill(session, customer)
+        publish_cycle(session, bill.cycle_id, Actor.cli(), utcnow())
+        session.commit()
+        [first] = session.scalars(select(Delivery.id).where(Delivery.bill_id == bill.id)).all()
+        assert send_batch(session, [first], app.config)["sent"] == 1
+        customer_id = customer.id
+    queue = get_queue("delivery", app)
+
+    def open_case():  # noqa: ANN202
+        with factory() as s:
+            return s.scalar(select(WorkItem).where(WorkItem.customer_id == customer_id,
+                                                   WorkItem.status.in_(("open", "claimed"))))
+
+    def correct(item_id: int, address: str) -> None:
+        page.goto(f"{live_server.url}/work-items/{item_id}")
+        page.fill("form.email input[name=email]", address)
+        page.click("form.email button[type=submit]")
+        page.wait_for_selector("#item .badge.status-closed")
+        SimpleWorker([queue], connection=redis, serializer=queue.serializer).work(burst=True)
+
+    page = browser_page
+    _sign_in(page, live_server, "back_rep")
+    one = _wait(open_case)
+    correct(one.id, "fail-second@customers.test")
+    two = _wait(lambda: (item := open_case()) and item.id != one.id and item)
+    assert two.case_key == "email:fail-second@customers.test"
+    correct(two.id, "fail-first@customers.test")  # back to the first address
+
+    def failed_again():  # noqa: ANN202
+        with factory() as s:
+            d = s.get(Delivery, first)
+            return d if d.status == "failed" and d.attempts_made > d.attempt_base else None
+
+    again = _wait(failed_again)
+    assert again.attempt_base == 1 and again.attempts_made == 2  # a fresh round, numbered on
+    three = _wait(lambda: (item := open_case()) and item.id not in (one.id, two.id) and item)
+    with factory() as s:
+        assert first in set(s.scalars(select(WorkItemDelivery.delivery_id)
+                                      .where(WorkItemDelivery.work_item_id == three.id)))
+        numbers = s.scalars(select(DeliveryAttempt.attempt_no).where(DeliveryAttempt.delivery_id == first)).all()
+        assert sorted(numbers) == [1, 2]
+    page.goto(f"{live_server.url}/customers/{customer_id}")
+    assert page.locator(f'#items [data-item="{three.id}"]').count() == 1
+    redis.flushdb()
