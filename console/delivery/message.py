@@ -162,8 +162,8 @@ def build_message(
     # stdlib skips its trial encodings to choose.
     from console.billing.document import registration
 
-    msg.set_content(bill_text(bill, customer, portal_url, registration(session, bill, customer, config)),
-                    charset="utf-8", cte="base64")
+    way_in = registration(session, bill, customer, config, with_qr=False)  # the HTML part makes its own QR
+    msg.set_content(bill_text(bill, customer, portal_url, way_in), charset="utf-8", cte="base64")
     if with_html:
         from flask_babel import force_locale
 
