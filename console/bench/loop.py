@@ -188,9 +188,10 @@ def run(app: Flask, customers: int, workers: int, connections: int, wait: float)
         confirmed = 0
         peak = 0
         while time.monotonic() < deadline:
-            with factory() as session:
-                confirmed = session.scalar(select(func.count(Delivery.id)).where(
-                    Delivery.channel == Channel.EMAIL, Delivery.status == DeliveryStatus.CONFIRMED))
+            with factory() as session:  # this cycle's e-mails (the demo has earlier cycles of its own)
+                confirmed = session.scalar(select(func.count(Delivery.id)).join(Bill, Bill.id == Delivery.bill_id).where(
+                    Bill.cycle_id == cycle_id, Delivery.channel == Channel.EMAIL,
+                    Delivery.status == DeliveryStatus.CONFIRMED))
             for p in senders:
                 try:
                     peak = max(peak, _proc_peak_kb(p.pid))
@@ -206,7 +207,9 @@ def run(app: Flask, customers: int, workers: int, connections: int, wait: float)
         stage.peak_kb = max(peak, _proc_peak_kb(mailin.pid))
         with factory() as session:
             sent_twice = session.scalar(select(func.count()).select_from(
-                select(DeliveryAttempt.delivery_id).where(DeliveryAttempt.sent_at.is_not(None))
+                select(DeliveryAttempt.delivery_id).join(Delivery, Delivery.id == DeliveryAttempt.delivery_id)
+                .join(Bill, Bill.id == Delivery.bill_id)
+                .where(Bill.cycle_id == cycle_id, DeliveryAttempt.sent_at.is_not(None))
                 .group_by(DeliveryAttempt.delivery_id).having(func.count() > 1).subquery()))
         rows.append(stage.end(confirmed, e_mails=emails, confirmed=confirmed, sent_twice=sent_twice,
                               mailin_cpu_ms_per_report=round(stage.extra_cpu * 1000 / confirmed, 2) if confirmed else None))
