@@ -75,14 +75,19 @@ def set_roles(session: Session, user: User, roles: list[str], actor: Actor) -> N
     record_audit(session, actor, "user.roles", "user", user.id, before={"roles": before}, after={"roles": sorted(roles)})
 
 
-def change_password(session: Session, user: User, new_password: str, actor: Actor) -> None:
-    """Sets the password and a new session token, which ends every other session of the user."""
+def _set_password(session: Session, user: User, new_password: str) -> None:
+    """The password checked and set, with a new session token (every other session ends). Flushes."""
     problem = password_problem(new_password, user_inputs=[user.username, user.display_name])
     if problem:
         raise StaffError(f"password: {problem}")
     user.password_hash = hash_password(new_password)
     user.session_token = secrets.token_hex(16)
     session.flush()
+
+
+def change_password(session: Session, user: User, new_password: str, actor: Actor) -> None:
+    """The user's own change: sets the password and ends every other session of the user."""
+    _set_password(session, user, new_password)
     record_audit(session, actor, "user.password", "user", user.id)
 
 
@@ -102,12 +107,7 @@ def set_active(session: Session, user: User, active: bool, actor: Actor) -> None
 
 def reset_password(session: Session, user: User, new_password: str, actor: Actor) -> None:
     """An admin sets a new password for a user (who forgot theirs); every session of the user ends."""
-    problem = password_problem(new_password, user_inputs=[user.username, user.display_name])
-    if problem:
-        raise StaffError(f"password: {problem}")
-    user.password_hash = hash_password(new_password)
-    user.session_token = secrets.token_hex(16)
-    session.flush()
+    _set_password(session, user, new_password)
     record_audit(session, actor, "user.password_reset", "user", user.id)
 
 
