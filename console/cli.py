@@ -109,7 +109,7 @@ def _seed_demo(app: Flask, customers: int) -> list[str]:
                      f"charges (docs/billing.md); open cycle {today:%Y-%m} to see every bill type.")
     lines.append(
         f"To see the delivery loop: sign in as admin, open cycle {today:%Y-%m} under Administration → Billing cycles, "
-        "run it, publish it; the mail sandbox answers with delivery reports (Administration → Sandbox)."
+        "run it, publish it; the mail sandbox answers with delivery reports (Administration → Demo sandbox mailbox)."
     )
     return lines
 
