@@ -78,3 +78,27 @@ def screenshot(page, name: str) -> Path:  # noqa: ANN001
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def sign_in_staff(page, server, username: str) -> None:  # noqa: ANN001
+    """The staff sign-in form filled and sent as a person does (the test password)."""
+    from tests.conftest import PASSWORD
+
+    page.goto(f"{server.url}/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+
+
+def wait_until(check, seconds: float = 20.0):  # noqa: ANN001, ANN201
+    """Poll `check()` every 0.2 s until it returns something true (returned), else fail."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.2)

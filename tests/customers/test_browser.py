@@ -6,8 +6,6 @@ a name; the customer page as the cockpit, its contact details edited in place.""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from sqlalchemy import select
 
@@ -16,7 +14,7 @@ from console.db import utcnow
 from console.models import Customer, Delivery, WorkItem
 from console.models.delivery import WorkItemDelivery
 from console.staff.services import create_user
-from tests.browser_fixtures import screenshot
+from tests.browser_fixtures import screenshot, sign_in_staff, wait_until
 from tests.conftest import PASSWORD
 from tests.delivery.conftest import (  # noqa: F401 - the delivery domain's loop and its fixtures
     add_bill,
@@ -32,21 +30,11 @@ pytestmark = pytest.mark.browser
 
 
 def _wait(check, seconds: float = 30.0):  # noqa: ANN001, ANN202
-    deadline = time.monotonic() + seconds
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.2)
+    return wait_until(check, seconds)
 
 
 def _sign_in(page, server, username: str) -> None:  # noqa: ANN001
-    page.goto(f"{server.url}/login")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+    sign_in_staff(page, server, username)
     page.wait_for_load_state()
 
 

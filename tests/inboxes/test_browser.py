@@ -9,7 +9,7 @@ from sqlalchemy import select
 from console.audit import Actor
 from console.models import Customer, Delivery, WorkItem
 from console.staff.services import create_user
-from tests.browser_fixtures import screenshot
+from tests.browser_fixtures import screenshot, sign_in_staff
 from tests.conftest import PASSWORD
 from tests.inboxes.conftest import build_item
 
@@ -39,10 +39,7 @@ def _seed(app) -> dict:  # noqa: ANN001
 
 
 def _sign_in(page, server, username: str) -> None:  # noqa: ANN001
-    page.goto(f"{server.url}/login")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+    sign_in_staff(page, server, username)
 
 
 EXPECT = {

@@ -5,8 +5,6 @@ DSN comes back through mail-in → the new delivery is confirmed, and the item p
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from rq import SimpleWorker
 from sqlalchemy import select
@@ -14,7 +12,7 @@ from sqlalchemy import select
 from console.audit import Actor
 from console.db import utcnow
 from console.models import Delivery, WorkItem
-from tests.browser_fixtures import screenshot
+from tests.browser_fixtures import screenshot, wait_until
 from tests.conftest import PASSWORD
 
 # The delivery domain's loop (committed app + loopback Postfix + mail-in receiver) and its fixtures.
@@ -31,14 +29,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.postfix]
 
 
 def _wait(check, seconds: float = 20.0):  # noqa: ANN001, ANN202
-    deadline = time.monotonic() + seconds
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.2)
+    return wait_until(check, seconds)
 
 
 def test_failed_email_to_confirmed_resend_through_the_browser(mail_loop, live_server, browser_page):  # noqa: F811

@@ -12,7 +12,7 @@ from console.audit import Actor
 from console.models import AuditEvent, User
 from console.models.billing import Tariff
 from console.staff.services import create_user
-from tests.browser_fixtures import screenshot
+from tests.browser_fixtures import screenshot, sign_in_staff
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
@@ -39,10 +39,7 @@ def _seed(app, lang: str) -> None:  # noqa: ANN001
 
 
 def _sign_in(page, server) -> None:  # noqa: ANN001
-    page.goto(f"{server.url}/login")
-    page.fill("input[name=username]", "boss")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+    sign_in_staff(page, server, "boss")
     page.wait_for_url(f"{server.url}/inbox/admin/")
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from console.audit import Actor
 from console.models import ContactRecord, Customer
 from console.staff.services import create_user
-from tests.browser_fixtures import screenshot
+from tests.browser_fixtures import screenshot, sign_in_staff
 from tests.conftest import PASSWORD
 from tests.inboxes.conftest import build_item
 
@@ -32,10 +32,7 @@ def _seed(app) -> int:  # noqa: ANN001
 
 
 def _sign_in(page, server) -> None:  # noqa: ANN001
-    page.goto(f"{server.url}/login")
-    page.fill("input[name=username]", "x_rep")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+    sign_in_staff(page, server, "x_rep")
     page.wait_for_url(f"{server.url}/inbox/rep/")
 
 
