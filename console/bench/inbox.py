@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import random
 import statistics
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
-from pathlib import Path
 
 import click
 from sqlalchemy import insert, text
@@ -151,22 +149,12 @@ def _figures(name: str, times: list[float]) -> str:
 
 
 def run(items: int, database_url: str | None, requests: int, customers: int = 0) -> Iterator[str]:
-    from console import create_app
     from console.audit import Actor
-    from console.db import make_engine
-    from console.migrations import upgrade
+    from console.bench.scratch import scratch_app
     from console.staff.services import create_user
 
-    folder = Path(tempfile.mkdtemp(prefix="billpost-bench-inbox-"))
-    url = database_url or f"sqlite:///{folder / 'bench.db'}"
-    engine = make_engine(url)
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-    app = create_app({"ENGINE": engine, "DATABASE_URL": url, "WTF_CSRF_ENABLED": False,
-                      "RATELIMIT_STORAGE_URI": "memory://", "TESTING": True})
-    upgrade(app)
+    app, folder = scratch_app("billpost-bench-inbox-", database_url, WTF_CSRF_ENABLED=False)
+    engine = app.extensions["billpost.engine"]
     factory = app.extensions["billpost.session_factory"]
     with factory() as session:
         rep = create_user(session, "bench_rep", PASSWORD, ["phone_rep"], Actor.cli())

@@ -8,33 +8,21 @@ is the embedded one of a temporary instance folder unless REDIS_URL is set.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import click
-from sqlalchemy import text
 
 
 def run(items: int, database_url: str | None, requests: int) -> Iterator[str]:
-    from console import create_app
     from console.audit import Actor
     from console.bench.inbox import PASSWORD, _figures, _time, seed
-    from console.db import make_engine
-    from console.migrations import upgrade
+    from console.bench.scratch import scratch_app
     from console.staff.services import create_user
 
-    folder = Path(tempfile.mkdtemp(prefix="billpost-bench-metrics-"))
-    url = database_url or f"sqlite:///{folder / 'bench.db'}"
-    engine = make_engine(url)
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-    app = create_app({"ENGINE": engine, "DATABASE_URL": url, "TESTING": True, "RATELIMIT_STORAGE_URI": "memory://",
-                      "INSTANCE_PATH": str(folder)})
-    upgrade(app)
+    app, folder = scratch_app("billpost-bench-metrics-", database_url)
+    app.config["INSTANCE_PATH"] = str(folder)
+    engine = app.extensions["billpost.engine"]
     with app.extensions["billpost.session_factory"]() as session:
         rep = create_user(session, "bench_rep", PASSWORD, ["phone_rep"], Actor.cli())
         manager = create_user(session, "bench_manager", PASSWORD, ["account_manager"], Actor.cli())
