@@ -10,14 +10,14 @@ from sqlalchemy import func, select
 
 from console.audit import Actor
 from console.billing import campaigns as campaign_service
-from console.billing import cycles, dates
+from console.billing import cycles, dates, review
 from console.billing.document import render_bill_html
 from console.extensions import db
 from console.models import ROLES, Customer, ServicePoint
 from console.models.billing import Bill, Campaign, Cycle
 from console.models.customers import CUSTOMER_TYPES
 from console.web.auth import guard_blueprint
-from console.web.htmx import render_page_or_fragment
+from console.web.htmx import is_fragment_request, render_page_or_fragment
 from console.web.lookups import cycle_or_404
 
 bp = guard_blueprint(Blueprint("billing", __name__, url_prefix="/billing"), roles=ROLES)
@@ -26,7 +26,7 @@ PAGE = 50
 # Cycle control and campaigns: admins only (the blueprint lets all staff see bills).
 ADMIN_ONLY = {
     "billing.cycles_page", "billing.open_cycle", "billing.cycle_page", "billing.cycle_progress", "billing.run_cycle",
-    "billing.retry_cycle", "billing.publish_cycle", "billing.campaigns_page", "billing.new_campaign",
+    "billing.retry_cycle", "billing.publish_cycle", "billing.review_page", "billing.campaigns_page", "billing.new_campaign",
     "billing.create_campaign", "billing.edit_campaign", "billing.update_campaign",
 }
 
@@ -175,8 +175,23 @@ def retry_cycle(period: str):
     return _run(period, retry_only=True)
 
 
+@bp.route("/cycles/<period>/review")
+def review_page(period: str):
+    """What publishing will send and the exceptions to look at first; publishing is confirmed here."""
+    cycle = cycle_or_404(period)
+    return render_template("billing/review.html", cycle=cycle, review=_review(cycle), error=None)
+
+
+def _review(cycle: Cycle) -> review.Review:
+    config = current_app.config
+    return review.review_cycle(db(), cycle, review.ReviewSettings.of(config),
+                               today=dates.local_today(config["BABEL_DEFAULT_TIMEZONE"]))
+
+
 @bp.route("/cycles/<period>/publish", methods=["POST"])
 def publish_cycle(period: str):
+    """From the review page (a form): to the cycle page, where the sending shows; from htmx: the
+    progress fragment."""
     cycle = cycle_or_404(period)
     session = db()
     error = None
@@ -186,6 +201,10 @@ def publish_cycle(period: str):
     except ValueError as exc:  # CycleError, or the delivery domain's PublishError
         session.rollback()
         error = str(exc)
+    if not is_fragment_request():
+        if error is None:
+            return redirect(url_for("billing.cycle_page", period=period), 303)
+        return render_template("billing/review.html", cycle=cycle, review=_review(cycle), error=error), 422
     context = _progress_context(cycle) | {"error": error}
     return render_page_or_fragment("billing/cycle.html", "billing/_progress.html", **context), (422 if error else 200)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from flask import g, has_request_context
 from flask_babel import lazy_gettext as _l
 
+from console.billing.review import ReviewDetail, ReviewException
 from console.models.billing import BillStatus, CycleStatus
 from console.models.delivery import (
     AttemptOutcome,
@@ -236,6 +237,25 @@ LABELS = {
         "escalated": _l("Escalated"),
         "printed": _l("Printed"),
         "dispatched": _l("Dispatched"),
+    },
+    # -- the review of a cycle before publishing (console/billing/review.py)
+    "review_exception": {
+        ReviewException.NON_POSITIVE_AMOUNT: _l("Zero or negative amount"),
+        ReviewException.NO_WORKING_CHANNEL: _l("No working channel"),
+        ReviewException.PAPER_WITHOUT_ADDRESS: _l("Paper wanted, no postal address"),
+        ReviewException.DUE_DATE: _l("Due date outside the rules"),
+        ReviewException.COLLECTIVE_SPLIT: _l("Collective account split over several bills"),
+    },
+    "review_detail": {
+        ReviewDetail.EMAIL_WITHOUT_ADDRESS: _l("E-mail wanted, but no address on file"),
+        ReviewDetail.PAPER_NOT_ALLOWED: _l("Paper wanted, but paper is for key accounts only"),
+        ReviewDetail.HOLDER_WITHOUT_ADDRESS: _l("The account holder has no postal address"),
+        ReviewDetail.NO_CHANNEL_CHOSEN: _l("No channel chosen"),
+        ReviewDetail.RECIPIENT_WITHOUT_ADDRESS: _l("A paper recipient has no address"),
+        ReviewDetail.DUE_BEFORE_ISSUE: _l("Due before it is issued"),
+        ReviewDetail.ISSUED_BEFORE_READ: _l("Issued before its meter read"),
+        ReviewDetail.TOO_LITTLE_TIME: _l("Less than the minimum time to pay"),
+        ReviewDetail.NOT_THE_RULE: _l("Not the due date the rules give"),
     },
 }
 

@@ -14,6 +14,7 @@ ADMIN_URLS = [
     ("get", "/billing/cycles"), ("post", "/billing/cycles"), ("get", "/billing/cycles/2026-11"),
     ("get", "/billing/cycles/2026-11/progress"), ("post", "/billing/cycles/2026-11/run"),
     ("post", "/billing/cycles/2026-11/retry"), ("post", "/billing/cycles/2026-11/publish"),
+    ("get", "/billing/cycles/2026-11/review"),
     ("get", "/billing/campaigns"), ("get", "/billing/campaigns/new"), ("post", "/billing/campaigns"),
     ("get", "/billing/campaigns/1"), ("post", "/billing/campaigns/1"),
 ]
@@ -76,7 +77,7 @@ def test_admin_opens_a_cycle_and_sees_progress(client, login_as, db, redis_conn,
     SimpleWorker([queue], connection=redis_conn, serializer=queue.serializer).work(burst=True)
     done = client.get("/billing/cycles/2026-11/progress", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "every 2s" not in done  # polling stops when done
-    assert "/billing/cycles/2026-11/publish" in done
+    assert "/billing/cycles/2026-11/review" in done  # publishing goes through the review
 
 
 def test_publish_without_a_generated_cycle_is_refused(client, login_as, db, tariffs):
