@@ -12,9 +12,11 @@ from console.audit import Actor
 from console.billing import campaigns as campaign_service
 from console.billing import cycles, dates, review
 from console.billing.document import render_bill_html
+from console.db import utcnow
+from console.delivery.counts import sending_progress
 from console.extensions import db
 from console.models import ROLES, Customer, ServicePoint
-from console.models.billing import Bill, Campaign, Cycle
+from console.models.billing import Bill, Campaign, Cycle, CycleStatus
 from console.models.customers import CUSTOMER_TYPES
 from console.web.auth import guard_blueprint
 from console.web.htmx import is_fragment_request, render_page_or_fragment
@@ -142,7 +144,8 @@ def _progress_context(cycle: Cycle) -> dict:
 @bp.route("/cycles/<period>")
 def cycle_page(period: str):
     cycle = cycle_or_404(period)
-    return render_template("billing/cycle.html", **_progress_context(cycle))
+    sending = sending_progress(db(), cycle.id, utcnow()) if cycle.status == CycleStatus.PUBLISHED else None
+    return render_template("billing/cycle.html", sending=sending, **_progress_context(cycle))
 
 
 @bp.route("/cycles/<period>/progress")

@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from console.audit import Actor
-from console.delivery.counts import delivery_counts
+from console.db import utcnow
+from console.delivery.counts import delivery_counts, sending_progress
 from console.delivery.intake import STATES, mark_handled, quarantine_query
 from console.delivery.status_text import status_meaning
 from console.extensions import db
@@ -75,6 +76,14 @@ def deliveries():
         page_no=page,
         pages=max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE),
     )
+
+
+@bp.get("/cycles/<int:cycle_id>/sending")
+def cycle_sending(cycle_id: int):
+    """The cycle's e-mails while they go out: the fragment the cycle page and the dashboard poll."""
+    session = db()
+    cycle = session.get(Cycle, cycle_id) or abort(404)
+    return render_template("delivery/_sending.html", cycle=cycle, sending=sending_progress(session, cycle.id, utcnow()))
 
 
 # ---- the mail-in side

@@ -8,13 +8,15 @@ are idempotent by construction).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, case, exists, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from console.billing import cycles
-from console.delivery.counts import delivery_counts, email_funnel
+from console.db import utcnow
+from console.delivery.counts import delivery_counts, email_funnel, sending_progress
 from console.models import Bill, Customer, Cycle, Recipient, WorkItem
 from console.models.billing import BillStatus, CycleStatus
 from console.paper import batches
@@ -57,12 +59,17 @@ def cycles_overview(session: Session, limit: int = 12) -> list[dict]:
     return [cycle_card(session, cycle) for cycle in recent]
 
 
-def cycle_card(session: Session, cycle: Cycle) -> dict:
+def cycle_card(session: Session, cycle: Cycle, now: datetime | None = None) -> dict:
+    """The card polls itself while the cycle generates or any of its e-mails is queued or awaiting
+    confirmation (console.delivery.counts.sending_progress), so the sending is followed live too."""
     progress = cycle_progress(session, cycle)
     running = cycle.status == CycleStatus.RUNNING or bool(
         progress and progress["done"] + progress["failed"] < progress["total"]
     )
-    return {"cycle": cycle, "funnel": funnel(session, cycle.id), "progress": progress, "running": running}
+    sending = sending_progress(session, cycle.id, now or utcnow()) if cycle.status == CycleStatus.PUBLISHED else None
+    return {"cycle": cycle, "funnel": funnel(session, cycle.id), "progress": progress, "running": running,
+            "sending": sending if sending and sending.deliveries else None,
+            "live": running or bool(sending and sending.active)}
 
 
 def failed_jobs(redis: Any, limit: int = 50) -> list[dict]:
