@@ -10,6 +10,7 @@ from contextvars import ContextVar
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from operator import itemgetter
 from typing import Annotated, Any
 
 from sqlalchemy import (
@@ -24,6 +25,7 @@ from sqlalchemy import (
     create_engine,
     event,
     insert,
+    text,
 )
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -186,18 +188,32 @@ def bulk_insert(connection: Connection, table: Table, rows: list[dict]) -> None:
         default = col.default
         defaults[col.name] = default.arg(None) if default.is_callable else default.arg
     columns = keys + list(defaults)
-    converters = [_copy_converter(table.columns[name]) for name in columns]
+    converted = [(i, c) for i, c in enumerate(_copy_converter(table.columns[name]) for name in columns) if c]
     default_values = list(defaults.values())
+    pick = itemgetter(*keys) if len(keys) > 1 else (lambda row: (row[keys[0]],))
     names = ", ".join(f'"{name}"' for name in columns)
     driver = connection.connection.driver_connection
     with driver.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
-        if not any(converters):
-            for row in rows:
-                copy.write_row([row[k] for k in keys] + default_values)
-            return
         for row in rows:
-            values = [row[k] for k in keys] + default_values
-            copy.write_row([v if v is None or c is None else c(v) for v, c in zip(values, converters, strict=True)])
+            values = [*pick(row), *default_values]
+            for i, convert in converted:
+                if values[i] is not None:
+                    values[i] = convert(values[i])
+            copy.write_row(values)
+
+
+def reserve_ids(connection: Connection, table: Table, count: int) -> list[int] | None:
+    """On PostgreSQL, `count` new ids from the table's own sequence in one query, so that rows can be
+    written by COPY with their ids already known (no read-back by a unique key). None elsewhere."""
+    if connection.dialect.name != "postgresql" or count == 0:
+        return None
+    return list(connection.execute(
+        text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :count)"),
+        {"table": table.name, "count": count},
+    ).scalars())
+
+
+_encode_json = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one per value
 
 
 def _copy_converter(column):  # noqa: ANN001, ANN202
@@ -205,7 +221,7 @@ def _copy_converter(column):  # noqa: ANN001, ANN202
     if isinstance(column.type, MoneyType):
         return to_fen
     if isinstance(column.type, JSON):
-        return lambda value: json.dumps(value, ensure_ascii=False)
+        return _encode_json
     if isinstance(column.type, UTCDateTime):
         return lambda value: value.astimezone(UTC)
     return None

@@ -29,14 +29,14 @@ def parse_money(text: str) -> Decimal:
 
 
 def to_fen(value: Decimal) -> int:
-    exact = Decimal(value)
-    if exact != exact.quantize(FEN):
+    fen = (value if type(value) is Decimal else Decimal(value)).scaleb(2)
+    if fen != fen.to_integral_value():
         raise ValueError(f"amount {value} has more than 2 decimal places; round with money() first")
-    return int(exact * 100)
+    return int(fen)
 
 
 def from_fen(fen: int) -> Decimal:
-    return (Decimal(fen) / 100).quantize(FEN)
+    return Decimal(fen).scaleb(-2)  # exact: 1230 -> Decimal("12.30")
 
 
 def format_yuan(value: Decimal | None) -> str:

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import Integer, bindparam, column, func, select, update, values
+from sqlalchemy import Integer, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from console.billing import collective, dates, rating
 from console.billing.tariffs import load_versions
-from console.db import bulk_insert
+from console.db import bulk_insert, reserve_ids
 from console.models import Customer, ServicePoint
 from console.models.billing import (
     Bill,
@@ -483,10 +484,10 @@ def _load_collective(
 
 
 def mark_billed(session: Session, billed: list[dict]) -> None:
-    """Set bill_id on the carried entries, only where it is still NULL (one UPDATE ... FROM (VALUES)
-    per 1,000 entries); if any was billed meanwhile, fail: the chunk is retried and skips it."""
+    """Set bill_id on the carried entries, only where it is still NULL (on PostgreSQL one UPDATE ... FROM
+    unnest(ids)); if any was billed meanwhile, fail: the chunk is retried and skips it."""
     le = LedgerEntry.__table__
-    if session.get_bind().dialect.name != "postgresql":  # SQLite: no column list on a VALUES alias
+    if session.get_bind().dialect.name != "postgresql":  # SQLite has no arrays: an executemany
         result = session.execute(
             update(le).where(le.c.id == bindparam("eid"), le.c.bill_id.is_(None)).values(bill_id=bindparam("bid")),
             billed,
@@ -494,16 +495,17 @@ def mark_billed(session: Session, billed: list[dict]) -> None:
         if result.rowcount != len(billed):
             raise EntryAlreadyBilled(f"{len(billed) - result.rowcount} ledger entries were billed meanwhile")
         return
-    for start in range(0, len(billed), 1000):
-        part = billed[start : start + 1000]
-        pairs = values(column("eid", Integer), column("bid", Integer), name="billed").data(
-            [(row["eid"], row["bid"]) for row in part]
-        )
-        result = session.execute(
-            update(le).where(le.c.id == pairs.c.eid, le.c.bill_id.is_(None)).values(bill_id=pairs.c.bid)
-        )
-        if result.rowcount != len(part):
-            raise EntryAlreadyBilled(f"{len(part) - result.rowcount} ledger entries were billed meanwhile")
+    # one statement for the whole chunk: two arrays, so it compiles once and is cached
+    pairs = select(
+        func.unnest(bindparam("eids", type_=ARRAY(Integer))).label("eid"),
+        func.unnest(bindparam("bids", type_=ARRAY(Integer))).label("bid"),
+    ).subquery("billed")
+    result = session.execute(
+        update(le).where(le.c.id == pairs.c.eid, le.c.bill_id.is_(None)).values(bill_id=pairs.c.bid),
+        {"eids": [row["eid"] for row in billed], "bids": [row["bid"] for row in billed]},
+    )
+    if result.rowcount != len(billed):
+        raise EntryAlreadyBilled(f"{len(billed) - result.rowcount} ledger entries were billed meanwhile")
 
 
 def write_bills(
@@ -526,17 +528,22 @@ def write_bills(
         }
         for b, unit_key, bill_no in made
     ]
-    # A plain executemany, then the new ids by their bill numbers in one query (RETURNING in parameter
-    # order would run row by row on SQLite).
     table = Bill.__table__
-    bulk_insert(session.connection(), table, bill_rows)
-    numbers = [row["bill_no"] for row in bill_rows]
-    by_no = {}
-    for part in range(0, len(numbers), 2000):
-        by_no.update(session.execute(
-            select(table.c.bill_no, table.c.id).where(table.c.bill_no.in_(numbers[part : part + 2000]))
-        ).all())
-    ids = [by_no[number] for number in numbers]
+    connection = session.connection()
+    ids = reserve_ids(connection, table, len(bill_rows))
+    if ids is not None:  # PostgreSQL: the ids come first, the rows go in by COPY
+        for row, bill_id in zip(bill_rows, ids, strict=True):
+            row["id"] = bill_id
+        bulk_insert(connection, table, bill_rows)
+    else:  # an executemany, then the ids by bill number (RETURNING runs row by row on SQLite)
+        bulk_insert(connection, table, bill_rows)
+        numbers = [row["bill_no"] for row in bill_rows]
+        by_no = {}
+        for part in range(0, len(numbers), 2000):
+            by_no.update(session.execute(
+                select(table.c.bill_no, table.c.id).where(table.c.bill_no.in_(numbers[part : part + 2000]))
+            ).all())
+        ids = [by_no[number] for number in numbers]
     line_rows, new_entries, billed, message_rows, deposit_rows = [], [], [], [], []
     for bill_id, (b, _unit, _no) in zip(ids, made, strict=True):
         position = 0

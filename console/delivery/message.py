@@ -162,7 +162,7 @@ def build_message(
     # stdlib skips its trial encodings to choose.
     from console.billing.document import registration
 
-    way_in = registration(session, bill, customer, config, with_qr=False)  # the HTML part makes its own QR
+    way_in = registration(session, bill, customer, config, with_qr=with_html)  # one code, both parts
     msg.set_content(bill_text(bill, customer, portal_url, way_in), charset="utf-8", cte="base64")
     if with_html:
         from flask_babel import force_locale
@@ -176,7 +176,7 @@ def build_message(
                 bill=bill,
                 customer=customer,
                 portal_url=portal_url,
-                bill_html=render_bill_html(session, bill, "email"),
+                bill_html=render_bill_html(session, bill, "email", way_in),
             )
         msg.add_alternative(html, subtype="html", charset="utf-8", cte="base64")
     if customer.attaches_pdf:

@@ -209,11 +209,13 @@ def _normalize_bill_code(code: str) -> str:
 
 
 def registration_code_for_bill(
-    session: Session, bill: Bill, secret: str | None = None, now: datetime | None = None, days: int | None = None
+    session: Session, bill: Bill, secret: str | None = None, now: datetime | None = None, days: int | None = None,
+    stored: bool | None = None,
 ) -> str:
     """The registration code to print on `bill` (paper, PDF): the same text every call for a bill;
     only its digest is stored, valid PORTAL_BILL_CODE_DAYS from the first call, single use. Flushes.
-    Needs an app context when `secret`/`days` are not given."""
+    Needs an app context when `secret`/`days` are not given; `stored`: whether the digest is stored
+    already, when the caller knows."""
     if secret is None or days is None:
         from flask import current_app
 
@@ -223,8 +225,9 @@ def registration_code_for_bill(
         days = days or int_setting("PORTAL_BILL_CODE_DAYS")
     now = now or utcnow()
     text = _bill_code_text(secret, bill.id, bill.bill_no)
-    known = session.scalar(select(exists().where(BillRegistrationCode.bill_id == bill.id)))
-    if not known:
+    if stored is None:  # not known from a batch's prefetch (console.billing.document.prefetch_documents)
+        stored = session.scalar(select(exists().where(BillRegistrationCode.bill_id == bill.id)))
+    if not stored:
         try:
             with session.begin_nested():
                 session.add(
