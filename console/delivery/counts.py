@@ -169,6 +169,16 @@ class Sending:
         return chart.progress_chart(self.sent_by_minute, self.confirmed_by_minute, until)
 
 
+def mail_pending(session: Session, cycle_id: int) -> bool:
+    """Is any e-mail of the cycle queued or awaiting confirmation? (One index probe, not the figures.)"""
+    return bool(session.scalar(select(
+        select(Delivery.id).where(
+            Delivery.status.in_((DeliveryStatus.QUEUED, DeliveryStatus.SENT)), Delivery.channel == Channel.EMAIL,
+            Delivery.bill_id.in_(select(Bill.id).where(Bill.cycle_id == cycle_id)),
+        ).exists()
+    )))
+
+
 def sending_progress(session: Session, cycle_id: int, now: datetime) -> Sending:
     """The live figures of the cycle's e-mails, in four aggregate queries (no row is fetched one by
     one, so it stays fast at 100k deliveries): statuses and how confirmed; deliveries escalated to a

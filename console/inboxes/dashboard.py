@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from console.billing import cycles
 from console.db import utcnow
-from console.delivery.counts import delivery_counts, email_funnel, sending_progress
+from console.delivery.counts import delivery_counts, email_funnel, mail_pending, sending_progress
 from console.models import Bill, Customer, Cycle, Recipient, WorkItem
 from console.models.billing import BillStatus, CycleStatus
 from console.paper import batches
@@ -55,18 +55,22 @@ def funnel(session: Session, cycle_id: int) -> dict[str, int]:
 
 
 def cycles_overview(session: Session, limit: int = 12) -> list[dict]:
+    """The recent cycles' cards; the sending figures (a few scans of the cycle's deliveries) for the
+    newest published cycle and for any other whose mail is still going out."""
     recent = session.scalars(select(Cycle).order_by(Cycle.period.desc()).limit(limit)).all()
-    return [cycle_card(session, cycle) for cycle in recent]
+    newest = next((c.id for c in recent if c.status == CycleStatus.PUBLISHED), None)
+    return [cycle_card(session, cycle, sending=cycle.id == newest or mail_pending(session, cycle.id)) for cycle in recent]
 
 
-def cycle_card(session: Session, cycle: Cycle, now: datetime | None = None) -> dict:
+def cycle_card(session: Session, cycle: Cycle, now: datetime | None = None, sending: bool = True) -> dict:
     """The card polls itself while the cycle generates or any of its e-mails is queued or awaiting
     confirmation (console.delivery.counts.sending_progress), so the sending is followed live too."""
     progress = cycle_progress(session, cycle)
     running = cycle.status == CycleStatus.RUNNING or bool(
         progress and progress["done"] + progress["failed"] < progress["total"]
     )
-    sending = sending_progress(session, cycle.id, now or utcnow()) if cycle.status == CycleStatus.PUBLISHED else None
+    sending = (sending_progress(session, cycle.id, now or utcnow())
+               if sending and cycle.status == CycleStatus.PUBLISHED else None)
     return {"cycle": cycle, "funnel": funnel(session, cycle.id), "progress": progress, "running": running,
             "sending": sending if sending and sending.deliveries else None,
             "live": running or bool(sending and sending.active)}

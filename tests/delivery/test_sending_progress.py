@@ -183,3 +183,27 @@ def test_the_cycle_page_shows_the_sending_of_a_published_cycle(client, login_as,
     assert card.split(">", 1)[0].count('hx-trigger="every 3s"') == 1  # the card polls, not the part inside it
     assert f'id="sending-{cycle.id}"' in card and 'data-figure="confirmed">4<' in card
     assert to_epoch_minute(now) > 0
+
+
+def test_the_dashboard_shows_the_sending_of_the_newest_published_cycle_and_of_any_still_sending(db, make_customer):
+    from datetime import date
+
+    from console.inboxes.dashboard import cycles_overview
+    from console.models import Cycle
+
+    now = utcnow()
+    older = Cycle(period="2026-09", bill_date=date(2026, 9, 25), status="published")
+    oldest = Cycle(period="2026-08", bill_date=date(2026, 8, 25), status="published")
+    db.add_all([older, oldest])
+    db.flush()
+    for cycle, status in ((older, "sent"), (oldest, "confirmed")):
+        bill = add_bill(db, make_customer(), cycle)
+        db.add(Delivery(bill_id=bill.id, customer_id=bill.customer_id, channel="email", address=f"{status}@x.test",
+                        recipient_name="客户", status=status, attempts_made=1, send_errors=0, created_at=now))
+    mail = _every_state(db, make_customer, now)
+    db.get(Cycle, mail.cycle).status = "published"
+    db.commit()
+    cards = {card["cycle"].period: card for card in cycles_overview(db)}
+    assert cards["2026-11"]["sending"].confirmed == 4  # the newest
+    assert cards["2026-09"]["sending"].awaiting == 1 and cards["2026-09"]["live"]  # still awaiting a report
+    assert cards["2026-08"]["sending"] is None and not cards["2026-08"]["live"]  # done long ago
