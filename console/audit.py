@@ -63,15 +63,22 @@ def record_contact(
     session: Session,
     customer_id: int,
     channel: str,
-    summary: str,
+    code: str,
     actor: Actor,
     bill_id: int | None = None,
     details: dict | None = None,
+    params: dict | None = None,
+    note: str | None = None,
 ) -> ContactRecord:
+    """A contact record: `code` (a ContactEvent) and its `params` say what happened — rendered in the
+    reader's language by console/web/events.py, never stored as text; `note` keeps what a person
+    typed; `details` the ids and facts other code reads (delivery, recipient, print item …)."""
     record = ContactRecord(
         customer_id=customer_id,
         channel=channel,
-        summary=summary,
+        code=code,
+        params={k: v for k, v in (params or {}).items() if v is not None} or None,
+        note=note or None,
         actor_id=actor.user_id,
         bill_id=bill_id,
         details=details,

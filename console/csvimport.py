@@ -1,6 +1,8 @@
 """The shared machinery of every CSV import: honest decoding (UTF-8 with or without BOM strictly, else
 GBK/GB18030 only when the text is plausibly Chinese, else refused with the line and byte),
-header checks, line-numbered rows, field parsers that report `line N: column: reason`.
+header checks, line-numbered rows, field parsers that report `line N: column: reason`. A reason
+is a code and its parameters (`Problem`, `RowError.code`/`params`), never a sentence: the admin page
+and the command line render it in the reader's language (console/web/events.py).
 
 Imports are all-or-nothing: a domain importer parses every row first, collects every error, and
 writes nothing unless there is none (raise ImportFailed). See docs/import-formats.md.
@@ -29,14 +31,28 @@ MAX_FIELD_CHARS = 1000
 T = TypeVar("T")
 
 
+class Problem(ValueError):
+    """Why a value is refused, as a code and its parameters (`Problem("out_of_range", low=1, high=31)`);
+    field parsers raise it, `Row.get` turns it into a RowError. Rendered by console/web/events.py."""
+
+    def __init__(self, code: str, **params: Any) -> None:
+        super().__init__(code)
+        self.code, self.params = code, params
+
+
 @dataclass(frozen=True, order=True)
 class RowError:
+    """One problem of an import: line (1 is the header; 0 the whole file), column (a header name, or
+    `file`, `header`, `row`, `import`), the problem's code and its parameters."""
+
     line: int
     column: str
-    reason: str
+    code: str
+    params: dict = field(default_factory=dict, compare=False, hash=False)
 
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.column}: {self.reason}"
+    def __str__(self) -> str:  # logs and tracebacks; people read console.web.events.import_error_text
+        extra = "".join(f" {k}={v}" for k, v in sorted(self.params.items()))
+        return f"line {self.line}: {self.column}: {self.code}{extra}"
 
 
 class ImportFailed(Exception):
@@ -61,7 +77,6 @@ Source = bytes | str | os.PathLike | BinaryIO
 _CHUNK = 1024 * 1024
 _SAMPLE = 256 * 1024
 _GB_FAMILY = {"gb18030", "gbk", "gb2312", "hz"}
-_CONVERT_HINT = "save it as CSV UTF-8 (or CSV in GBK/GB18030)"
 
 
 @contextmanager
@@ -199,7 +214,7 @@ def detect_encoding(stream: BinaryIO) -> str:
     head = stream.read(4096)
     stream.seek(0)
     if _looks_utf16(head):
-        raise ImportFailed([RowError(1, "file", f"not UTF-8 or GBK/GB18030 text: UTF-16 is not accepted; {_CONVERT_HINT}")])
+        raise ImportFailed([RowError(1, "file", "utf16")])
     utf8_error = _first_error(stream, "utf-8")
     if utf8_error is None:
         return "utf-8-sig"
@@ -210,10 +225,8 @@ def detect_encoding(stream: BinaryIO) -> str:
     line, column = _line_and_column(stream, utf8_error)
     stream.seek(utf8_error)
     byte = stream.read(1)[0]
-    big5 = " (it looks like Big5, which is not accepted)" if _looks_big5(sample) else ""
-    raise ImportFailed([RowError(
-        line, "file", f"not UTF-8 or GBK/GB18030 text{big5}: byte {column} of the line is 0x{byte:02X}; {_CONVERT_HINT}",
-    )])
+    code = "encoding_big5" if _looks_big5(sample) else "encoding"
+    raise ImportFailed([RowError(line, "file", code, {"byte": column, "value": f"0x{byte:02X}"})])
 
 
 def _looks_big5(sample: bytes) -> bool:
@@ -233,7 +246,7 @@ def decode(data: Source) -> tuple[str, str]:
 
 def _check_size(stream: BinaryIO) -> None:
     if _size(stream) > MAX_FILE_BYTES:
-        raise ImportFailed([RowError(0, "file", f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")])
+        raise ImportFailed([RowError(0, "file", "file_too_large", {"mb": MAX_FILE_BYTES // (1024 * 1024)})])
 
 
 @dataclass
@@ -244,8 +257,15 @@ class Row:
     values: dict[str, str]
     errors: list[RowError] = field(default_factory=list)
 
-    def error(self, column: str, reason: str) -> None:
-        self.errors.append(RowError(self.line, column, reason))
+    def error(self, column: str, code: str, **params: Any) -> None:
+        self.errors.append(RowError(self.line, column, code, params))
+
+    def problem(self, column: str, exc: ValueError) -> None:
+        """A parser's ValueError on this row: its code if it is a Problem."""
+        if isinstance(exc, Problem):
+            self.error(column, exc.code, **exc.params)
+        else:
+            self.error(column, "invalid", detail=str(exc))
 
     def raw(self, column: str) -> str:
         return (self.values.get(column) or "").strip()
@@ -259,7 +279,7 @@ class Row:
         try:
             return parser(text)
         except ValueError as exc:
-            self.error(column, str(exc) or "invalid")
+            self.problem(column, exc)
             return None
 
 
@@ -286,14 +306,14 @@ def _parse(text: io.TextIOWrapper, required: list[str], optional: list[str]) -> 
     try:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration:
-        raise ImportFailed([RowError(1, "header", "empty file")]) from None
+        raise ImportFailed([RowError(1, "header", "empty_file")]) from None
     except csv.Error as exc:
-        raise ImportFailed([RowError(1, "header", f"not CSV: {exc}")]) from None
-    problems = [RowError(1, c, "missing column") for c in required if c not in header]
+        raise ImportFailed([RowError(1, "header", "not_csv", {"detail": str(exc)})]) from None
+    problems = [RowError(1, c, "missing_column") for c in required if c not in header]
     known = set(required) | set(optional)
-    problems += [RowError(1, c or "(blank)", "unknown column") for c in header if c not in known]
+    problems += [RowError(1, c or "(blank)", "unknown_column") for c in header if c not in known]
     duplicates = {c for c in header if header.count(c) > 1}
-    problems += [RowError(1, c, "column appears twice") for c in sorted(duplicates)]
+    problems += [RowError(1, c, "column_twice") for c in sorted(duplicates)]
     if problems:
         raise ImportFailed(problems)
     line = reader.line_num
@@ -304,24 +324,24 @@ def _parse(text: io.TextIOWrapper, required: list[str], optional: list[str]) -> 
                 continue
             row = Row(start, dict(zip(header, fields, strict=False)))
             if len(fields) > len(header):
-                row.error("row", f"{len(fields)} fields, header has {len(header)}")
+                row.error("row", "too_many_fields", fields=len(fields), header=len(header))
             for column, value in row.values.items():
                 if len(value) > MAX_FIELD_CHARS:
-                    row.error(column, f"longer than {MAX_FIELD_CHARS} characters")
+                    row.error(column, "too_long", max=MAX_FIELD_CHARS)
                 elif "\x00" in value:
-                    row.error(column, "contains a NUL character")
+                    row.error(column, "nul")
             yield row
     except csv.Error as exc:
-        raise ImportFailed([RowError(line + 1, "row", f"not CSV: {exc}")]) from None
+        raise ImportFailed([RowError(line + 1, "row", "not_csv", {"detail": str(exc)})]) from None
 
 
-# Field parsers: each raises ValueError with a short reason.
+# Field parsers: each raises a Problem (a ValueError) with the reason's code.
 
 
 def parse_bool(text: str) -> bool:
     if text in ("1", "0"):
         return text == "1"
-    raise ValueError("must be 1 or 0")
+    raise Problem("bool")
 
 
 def parse_list(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
@@ -329,7 +349,7 @@ def parse_list(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
         items = [item.strip().lower() for item in text.split(";") if item.strip()]
         bad = [item for item in items if item not in choices]
         if bad:
-            raise ValueError(f"unknown {', '.join(bad)} (one of {', '.join(choices)}, ;-separated)")
+            raise Problem("unknown_items", items=", ".join(bad), choices=", ".join(choices))
         return sorted(set(items), key=items.index)
 
     return _parse
@@ -339,7 +359,7 @@ def parse_choice(choices: tuple[str, ...]) -> Callable[[str], str]:
     def _parse(text: str) -> str:
         value = text.strip().lower()
         if value not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}")
+            raise Problem("choice", choices=", ".join(choices))
         return value
 
     return _parse
@@ -350,9 +370,9 @@ def parse_int(low: int, high: int) -> Callable[[str], int]:
         try:
             value = int(text)
         except ValueError:
-            raise ValueError("not a whole number") from None
+            raise Problem("not_whole_number") from None
         if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}")
+            raise Problem("out_of_range", low=low, high=high)
         return value
 
     return _parse
@@ -362,20 +382,27 @@ def parse_date(text: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise ValueError("not a date (YYYY-MM-DD)") from None
+        raise Problem("not_date") from None
 
 
 def parse_amount(text: str) -> Decimal:
-    return parse_money(text)
+    try:
+        return parse_money(text)
+    except ValueError:
+        try:
+            finite = Decimal(text.strip().replace(",", "")).is_finite()
+        except ArithmeticError:
+            finite = False
+        raise Problem("amount_decimals" if finite else "not_amount") from None
 
 
 def parse_decimal(text: str) -> Decimal:
     try:
         value = Decimal(text)
     except ArithmeticError:
-        raise ValueError("not a number") from None
+        raise Problem("not_number") from None
     if not value.is_finite():
-        raise ValueError("not a number")
+        raise Problem("not_number")
     return value
 
 
@@ -384,15 +411,15 @@ def parse_email(text: str) -> str:
     try:
         return parse_address(text)
     except InvalidAddress as exc:
-        raise ValueError(f"not a valid e-mail address ({exc})") from None
+        raise Problem("email", detail=str(exc)) from None
 
 
 def parse_text(max_chars: int) -> Callable[[str], str]:
     def _parse(text: str) -> str:
         if len(text) > max_chars:
-            raise ValueError(f"longer than {max_chars} characters")
+            raise Problem("too_long", max=max_chars)
         if any(ch in text for ch in "\r\n"):
-            raise ValueError("contains a line break")
+            raise Problem("line_break")
         return text
 
     return _parse

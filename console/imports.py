@@ -36,6 +36,7 @@ from console.audit import Actor, record_audit
 from console.csvimport import ImportFailed, ImportSummary, RowError, Source
 from console.extensions import db
 from console.web.auth import guard_blueprint
+from console.web.events import import_error_text
 from console.web.htmx import render_page_or_fragment
 
 # `data` is bytes, a path or a seekable binary file: importers hand it to csvimport.read_rows, which
@@ -84,7 +85,7 @@ def run_import(
     """Runs one importer; on success records one audit event (not on a dry run). Never commits."""
     importer = IMPORTERS.get(name)
     if importer is None:
-        raise ImportFailed([RowError(0, "import", f"unknown import {name!r}")])
+        raise ImportFailed([RowError(0, "import", "unknown_import", {"name": name})])
     summary = importer.func(session, data, actor, dry_run, settings)
     summary.dry_run = dry_run
     if not dry_run:
@@ -121,8 +122,8 @@ def _make_command(importer: Importer) -> click.Command:
             )
         except ImportFailed as failed:
             session.rollback()
-            for error in failed.errors:
-                click.echo(str(error), err=True)
+            for error in failed.errors:  # in the console's default language, as the admin page shows them
+                click.echo(import_error_text(error), err=True)
             click.echo(f"{len(failed.errors)} error(s); nothing written", err=True)
             raise click.exceptions.Exit(1) from None
         if dry_run:

@@ -96,7 +96,8 @@ def seed(engine, items: int, rep_id: int, manager_id: int, key_share: float = 0.
         _bulk(conn, ContactRecord.__table__, (
             {
                 "customer_id": c, "occurred_at": now - timedelta(days=40), "channel": "email",
-                "summary": "bill delivered", "actor_id": None, "bill_id": None, "details": None,
+                "code": "email_confirmed", "params": {"confirmed_by": "delivered"}, "actor_id": None,
+                "bill_id": None, "details": None, "note": None,
             }
             for c in range(1, customers + 1)
         ))
@@ -105,7 +106,8 @@ def seed(engine, items: int, rep_id: int, manager_id: int, key_share: float = 0.
                 "id": i, "delivery_id": i, "bill_id": i, "customer_id": 1 + i % customers, "reason": "email_failed",
                 "assigned_role": "account_manager" if 1 + i % customers <= keys else "phone_rep",
                 "assigned_user_id": manager_id if 1 + i % customers <= keys else None, "claimed_by_id": None,
-                "status": "open", "summary": f"E-mail bill failed: bench{1 + i % customers}@customers.test",
+                "status": "open", "code": "email_failed",
+                "params": {"address": f"bench{1 + i % customers}@customers.test", "status": "5.1.1"},
                 "details": {"attempts": [], "address": f"bench{1 + i % customers}@customers.test"},
                 "case_key": f"email:bench{1 + i % customers}@customers.test",
                 "priority": 0 if 1 + i % customers <= keys else 1,

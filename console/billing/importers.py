@@ -24,6 +24,7 @@ from console.billing import cycles, rating
 from console.csvimport import (
     ImportFailed,
     ImportSummary,
+    Problem,
     Row,
     RowError,
     parse_amount,
@@ -52,24 +53,24 @@ def parse_period(text: str) -> str:
     try:
         return cycles.parse_period(text)
     except cycles.CycleError:
-        raise ValueError("not a period (YYYY-MM)") from None
+        raise Problem("not_period") from None
 
 
 def parse_kwh(text: str) -> Decimal:
     value = parse_decimal(text)
     if value < 0:
-        raise ValueError("must not be negative")
+        raise Problem("negative")
     if value != value.quantize(Decimal("0.01")):
-        raise ValueError("more than 2 decimal places")
+        raise Problem("decimals")
     if value >= Decimal("10000000000"):
-        raise ValueError("too large")
+        raise Problem("too_large")
     return value.quantize(Decimal("0.01"))
 
 
 def parse_positive_amount(text: str) -> Decimal:
     value = parse_amount(text)
     if value <= 0:
-        raise ValueError("must be more than 0")
+        raise Problem("not_positive")
     return value
 
 
@@ -115,7 +116,7 @@ class Directory:
             return None
         found = self.customers.get(account_no)
         if found is None:
-            row.error("account_no", f"no customer {account_no}")
+            row.error("account_no", "no_customer", account_no=account_no)
             return None
         return found[0]
 
@@ -127,10 +128,10 @@ class Directory:
         if point_no:
             found = self.points.get(point_no)
             if found is None:
-                row.error("point_no", f"no service point {point_no}")
+                row.error("point_no", "no_point", point_no=point_no)
                 return None
             if found[1] != customer_id:
-                row.error("point_no", f"service point {point_no} is not this customer's")
+                row.error("point_no", "point_not_customers", point_no=point_no)
                 return None
             return found[0]
         return self.default_point(row, customer_id)
@@ -144,9 +145,9 @@ class Directory:
             return billing[0]
         if row is not None:
             if not points:
-                row.error("point_no", "the customer has no service point")
+                row.error("point_no", "customer_no_point")
             else:
-                row.error("point_no", f"the customer has {len(points)} service points and no billing point: name one")
+                row.error("point_no", "no_billing_point", points=len(points))
         return None
 
 
@@ -171,19 +172,19 @@ def import_reads(session: Session, data: bytes, actor: Actor, dry_run: bool, set
         }
         total, peak, valley = values["total_kwh"], values["peak_kwh"], values["valley_kwh"]
         if total is not None and (peak or ZERO) + (valley or ZERO) > total:
-            row.error("peak_kwh", "peak + valley is more than the total")
+            row.error("peak_kwh", "peak_valley")
         rows.append((row, values))
     directory = Directory(session, set(), {v["point_no"] for _r, v in rows if v["point_no"]})
     seen: dict[tuple[int, date], int] = {}
     for row, values in rows:
         if values["point_no"] and values["point_no"] not in directory.points:
-            row.error("point_no", f"no service point {values['point_no']}")
+            row.error("point_no", "no_point", point_no=values["point_no"])
         elif values["point_no"] and values["read_date"]:
             point_id = directory.points[values["point_no"]][0]
             values["point_id"] = point_id
             key = (point_id, values["read_date"])
             if key in seen:
-                row.error("read_date", f"a second read of this point on this date (line {seen[key]})")
+                row.error("read_date", "second_read", first=seen[key])
             seen[key] = row.line
     errors = [e for row, _v in rows for e in row.errors]
     _fail_if(errors)
@@ -223,10 +224,8 @@ def import_reads(session: Session, data: bytes, actor: Actor, dry_run: bool, set
             if after < before and not change:
                 target = line if line is not None else next((l0 for _d, (_t, _c, l0) in ordered if l0), None)
                 if target is not None:
-                    rows_by_line[target].error(
-                        "total_kwh", f"reading {after} on {d1} is below the previous reading {before} "
-                        "(mark meter_change if the meter was changed)"
-                    )
+                    rows_by_line[target].error("total_kwh", "reading_below", after=str(after), date=d1.isoformat(),
+                                               before=str(before))
     errors = [e for row, _v in rows for e in row.errors]
     _fail_if(errors)
 
@@ -277,9 +276,9 @@ def import_charges(session: Session, data: bytes, actor: Actor, dry_run: bool, s
         if kind and amount is not None:
             if kind == "adjustment":
                 if amount == 0:
-                    row.error("amount", "an adjustment of 0")
+                    row.error("amount", "zero_adjustment")
             elif amount <= 0:
-                row.error("amount", "must be more than 0 (write-offs too: they are credited)")
+                row.error("amount", "charge_not_positive")
         parsed.append((row, values))
     directory = Directory(
         session, {v["account_no"] for _r, v in parsed if v["account_no"]},
@@ -296,7 +295,7 @@ def import_charges(session: Session, data: bytes, actor: Actor, dry_run: bool, s
             "|".join(str(values[k]) for k in ("point_id", "kind", "amount", "date", "description", "for_period")).encode()
         ).hexdigest()
         if key in seen:
-            row.error("row", f"the same charge as line {seen[key]}")
+            row.error("row", "same_charge", first=seen[key])
         seen[key] = row.line
         values["natural_key"] = key
     _fail_if([e for row, _v in parsed for e in row.errors])
@@ -335,7 +334,7 @@ def import_payments(session: Session, data: bytes, actor: Actor, dry_run: bool, 
     for row in read_rows(data, PAYMENT_COLUMNS, PAYMENT_OPTIONAL):
         reference = row.get("reference", parse_text(60))
         if reference and not _REFERENCE.match(reference):
-            row.error("reference", "letters, digits and _ . / : - only")
+            row.error("reference", "bad_reference")
         parsed.append((row, {
             "account_no": row.get("account_no", parse_text(32)),
             "point_no": row.get("point_no", parse_text(32), required=False),
@@ -355,11 +354,11 @@ def import_payments(session: Session, data: bytes, actor: Actor, dry_run: bool, 
         else:
             values["point_id"] = None
             if values["customer_id"] is not None and not directory.points_of.get(values["customer_id"]):
-                row.error("account_no", "the customer has no service point")
+                row.error("account_no", "customer_no_point")
         ref = values["reference"]
         if ref:
             if ref in seen:
-                row.error("reference", f"used twice in the file (line {seen[ref]})")
+                row.error("reference", "reference_twice", first=seen[ref])
             seen[ref] = row.line
     _fail_if([e for row, _v in parsed for e in row.errors])
 
@@ -376,7 +375,7 @@ def import_payments(session: Session, data: bytes, actor: Actor, dry_run: bool, 
     for row, v in parsed:
         old = existing.get(v["reference"])
         if old is not None and old != (v["customer_id"], v["amount"]):
-            row.error("reference", f"reference {v['reference']} was already used for another payment")
+            row.error("reference", "reference_used", reference=v["reference"])
     _fail_if([e for row, _v in parsed for e in row.errors])
 
     summary = ImportSummary(dry_run=dry_run)
@@ -477,7 +476,7 @@ def import_deposits(session: Session, data: bytes, actor: Actor, dry_run: bool, 
         key = (v["customer_id"], v["received_on"], v["amount"])
         if not row.errors:
             if key in seen:
-                row.error("row", f"the same deposit as line {seen[key]}")
+                row.error("row", "same_deposit", first=seen[key])
             seen[key] = row.line
     _fail_if([e for row, _v in parsed for e in row.errors])
     existing = set()
@@ -521,7 +520,7 @@ def import_installments(session: Session, data: bytes, actor: Actor, dry_run: bo
         key = (v["customer_id"], v["first_period"])
         if not row.errors:
             if key in seen:
-                row.error("first_period", f"a second plan from this period (line {seen[key]})")
+                row.error("first_period", "second_plan", first=seen[key])
             seen[key] = row.line
     _fail_if([e for row, _v in parsed for e in row.errors])
     existing = {}
@@ -548,7 +547,7 @@ def import_installments(session: Session, data: bytes, actor: Actor, dry_run: bo
         elif (old.total, old.installments) == (v["total"], v["installments"]):
             summary.unchanged += 1
         elif old.id in billed_plans:
-            row.error("total", "the plan has installments on bills already; it cannot change")
+            row.error("total", "plan_billed")
         else:
             changed.append({"pid": old.id, "total": v["total"], "installments": v["installments"]})
             summary.updated += 1

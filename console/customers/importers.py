@@ -21,6 +21,7 @@ from console.audit import Actor
 from console.csvimport import (
     ImportFailed,
     ImportSummary,
+    Problem,
     Row,
     RowError,
     parse_bool,
@@ -57,26 +58,26 @@ _TARIFF = re.compile(r"^[A-Z0-9][A-Z0-9-]{0,15}$")
 
 def parse_key(text: str) -> str:
     if not _KEY.match(text):
-        raise ValueError("letters, digits and '-', at most 32")
+        raise Problem("bad_key")
     return text
 
 
 def parse_phone(text: str) -> str:
     if not _PHONE.match(text):
-        raise ValueError("not a phone number (digits, '+', '-', spaces)")
+        raise Problem("bad_phone")
     return text
 
 
 def parse_postcode(text: str) -> str:
     if not _POSTCODE.match(text):
-        raise ValueError("a postal code is 6 digits")
+        raise Problem("bad_postcode")
     return text
 
 
 def parse_tariff(text: str) -> str:
     value = text.strip().upper()
     if not _TARIFF.match(value):
-        raise ValueError("a tariff code: capital letters, digits and '-', at most 16")
+        raise Problem("bad_tariff")
     return value
 
 
@@ -117,7 +118,7 @@ def field(row: Row, column: str, parser: Any, required: bool = True) -> Any:
     try:
         return parser(text)
     except ValueError as exc:
-        row.error(column, str(exc) or "invalid")
+        row.problem(column, exc)
         return None
 
 
@@ -140,14 +141,6 @@ def memo(parser: Any) -> Any:
         return list(answer) if isinstance(answer, list) else answer
 
     return _parse
-
-
-def _text(message: Any) -> str:
-    """A lazy message as text; outside a request (the CLI) its English msgid."""
-    try:
-        return str(message)
-    except RuntimeError:
-        return str(getattr(message, "_args", [message])[0])
 
 
 def _chunks(items: list, size: int = CHUNK) -> Iterator[list]:
@@ -186,7 +179,7 @@ def _write(session: Session, table: Any, inserts: list[dict], updates: list[dict
 def _duplicate(seen: dict, key: Any, row: Row, column: str) -> bool:
     first = seen.get(key)
     if first is not None:
-        row.error(column, f"duplicate of line {first}")
+        row.error(column, "duplicate", first=first)
         return True
     seen[key] = row.line
     return False
@@ -215,7 +208,7 @@ def _account_managers(session: Session, usernames: set[str]) -> dict[str, int]:
 
 
 def import_customers(session: Session, data: bytes, actor: Actor, dry_run: bool, settings: dict) -> ImportSummary:
-    from console.paper.rules import PAPER_REFUSED, paper_allowed
+    from console.paper.rules import paper_allowed
 
     paper_key_only = bool(settings.get("PAPER_KEY_ACCOUNTS_ONLY", True))
     errors: list[RowError] = []
@@ -256,20 +249,20 @@ def import_customers(session: Session, data: bytes, actor: Actor, dry_run: bool,
             "collective_billing": collective,
         }
         if not row.raw("channels"):
-            row.error("channels", "required (portal, email, paper; ;-separated)")
+            row.error("channels", "channels_required")
         if "email" in channels and not row.raw("email"):
-            row.error("email", "required for the email channel")
+            row.error("email", "email_for_channel")
         if "paper" in channels and not row.raw("postal_address"):
-            row.error("postal_address", "required for the paper channel")
+            row.error("postal_address", "postal_for_channel")
         if "paper" in channels and not paper_allowed(SimpleNamespace(key_account=key_account), paper_key_only):
-            row.error("channels", _text(PAPER_REFUSED))
+            row.error("channels", "paper_refused")
         if wants_ebill and channels and not {"portal", "email"} & set(channels):
-            row.error("wants_ebill", "an e-bill needs portal or email among the channels")
+            row.error("wants_ebill", "ebill_channel")
         if collective and not key_account:
-            row.error("collective_billing", "only for key accounts")
+            row.error("collective_billing", "collective_key_only")
         since = field(row, "collective_billing_since", parse_date, required=False)
         if since and not collective:
-            row.error("collective_billing_since", "only with collective_billing 1")
+            row.error("collective_billing_since", "collective_since")
         values["_since"] = since
         if "*" in row.raw("id_number"):
             masked.append((row, values, row.raw("id_number")))
@@ -284,7 +277,7 @@ def import_customers(session: Session, data: bytes, actor: Actor, dry_run: bool,
         elif manager in managers:
             values["account_manager_id"] = managers[manager]
         else:
-            errors.append(RowError(row.line, "account_manager", f"{manager}: no staff user with the account_manager role"))
+            errors.append(RowError(row.line, "account_manager", "unknown_manager", {"manager": manager}))
     if errors:
         raise ImportFailed(errors)
 
@@ -300,7 +293,7 @@ def import_customers(session: Session, data: bytes, actor: Actor, dry_run: bool,
         if old is not None and old.id_number and mask_id_number(old.id_number) == shown.upper():
             values["id_number"] = old.id_number
         else:
-            errors.append(RowError(row.line, "id_number", "masked: only the customer's own ID number, as exported"))
+            errors.append(RowError(row.line, "id_number", "masked_id"))
     if errors:
         raise ImportFailed(errors)
 
@@ -370,7 +363,7 @@ def import_service_points(
         if account_no is None:
             continue
         if account_no not in customers:
-            errors.append(RowError(row.line, "account_no", f"{account_no}: unknown account"))
+            errors.append(RowError(row.line, "account_no", "unknown_account", {"account_no": account_no}))
         else:
             values["customer_id"] = customers[account_no][0]
     if errors:
@@ -407,7 +400,7 @@ _RECIPIENT_FIELDS = ("name", "relationship", "copies", "active")
 
 
 def import_recipients(session: Session, data: bytes, actor: Actor, dry_run: bool, settings: dict) -> ImportSummary:
-    from console.paper.rules import PAPER_REFUSED, paper_allowed
+    from console.paper.rules import paper_allowed
 
     paper_key_only = bool(settings.get("PAPER_KEY_ACCOUNTS_ONLY", True))
     errors: list[RowError] = []
@@ -440,12 +433,12 @@ def import_recipients(session: Session, data: bytes, actor: Actor, dry_run: bool
         if account_no is None:
             continue
         if account_no not in customers:
-            errors.append(RowError(row.line, "account_no", f"{account_no}: unknown account"))
+            errors.append(RowError(row.line, "account_no", "unknown_account", {"account_no": account_no}))
             continue
         customer_id, key_account = customers[account_no]
         values["customer_id"] = customer_id
         if values["channel"] == "paper" and not paper_allowed(SimpleNamespace(key_account=key_account), paper_key_only):
-            errors.append(RowError(row.line, "channel", _text(PAPER_REFUSED)))
+            errors.append(RowError(row.line, "channel", "paper_refused"))
         if values["channel"] and values["address"]:
             probe = Row(row.line, {})
             _duplicate(seen, (customer_id, values["channel"], values["address"]), probe, "address")

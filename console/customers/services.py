@@ -9,13 +9,13 @@ from datetime import date
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select
+from sqlalchemy import String, and_, cast, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from console.audit import Actor, record_audit, record_contact
-from console.csvimport import parse_email
+from console.csvimport import Problem, parse_email
 from console.models import AuditEvent, ContactRecord, Customer, Recipient, ServicePoint, User
-from console.models.customers import RECIPIENT_CHANNELS, RELATIONSHIPS
+from console.models.customers import RECIPIENT_CHANNELS, RELATIONSHIPS, ContactEvent
 
 # ---------------------------------------------------------------------------------------------
 # ID-card numbers (居民身份证号码)
@@ -45,19 +45,19 @@ def parse_id_number(text: str) -> str:
     value = text.strip().upper()
     if len(value) == 18:
         if not value[:17].isdigit() or not (value[17].isdigit() or value[17] == "X"):
-            raise ValueError("ID number: 17 digits and a check digit or X")
+            raise Problem("id_digits_18")
         if not _valid_birth(value[6:14]):
-            raise ValueError("ID number: no valid birth date in it")
+            raise Problem("id_birth_date")
         if id_check_char(value[:17]) != value[17]:
-            raise ValueError("ID number: wrong check digit")
+            raise Problem("id_check_digit")
         return value
     if len(value) == 15:
         if not value.isdigit():
-            raise ValueError("ID number: 15 digits")
+            raise Problem("id_digits_15")
         if not _valid_birth("19" + value[6:12]):
-            raise ValueError("ID number: no valid birth date in it")
+            raise Problem("id_birth_date")
         return value
-    raise ValueError("ID number: 18 characters (or an old 15-digit number)")
+    raise Problem("id_length")
 
 
 def mask_id_number(value: str | None) -> str:
@@ -270,10 +270,13 @@ def contact_recipients(session: Session, records: list[ContactRecord]) -> dict[i
 
 
 def audit_trail(session: Session, customer_id: int, page: int = 1) -> HistoryPage:
+    """The customer's audit events and those of its recipients (an address corrected in an inbox)."""
     page = _page_number(page)
+    recipients = select(cast(Recipient.id, String)).where(Recipient.customer_id == customer_id)
     stmt = (
         select(AuditEvent)
-        .where(AuditEvent.entity_type == "customer", AuditEvent.entity_id == str(customer_id))
+        .where(or_(and_(AuditEvent.entity_type == "customer", AuditEvent.entity_id == str(customer_id)),
+                   and_(AuditEvent.entity_type == "recipient", AuditEvent.entity_id.in_(recipients))))
         .order_by(AuditEvent.occurred_at.desc(), AuditEvent.id.desc())
         .offset((page - 1) * HISTORY_PAGE)
         .limit(HISTORY_PAGE + 1)
@@ -361,11 +364,10 @@ def update_delivery_wishes(
         return False
     session.flush()
     record_audit(session, actor, "customer.delivery_wishes", "customer", customer.id, before=before, after=after)
-    changed = ", ".join(k for k in after if before[k] != after[k])
+    changed = [k for k in after if before[k] != after[k]]
     record_contact(
-        session, customer.id, "console", f"Delivery wishes changed ({changed})", actor,
-        details={"change": "delivery_wishes", "fields": [k for k in after if before[k] != after[k]],
-                 "before": before, "after": after},
+        session, customer.id, "console", ContactEvent.DELIVERY_WISHES, actor, params={"fields": changed},
+        details={"before": before, "after": after},
     )
     session.flush()
     return True
@@ -444,8 +446,8 @@ def add_recipient(
     session.flush()
     after = _recipient_dict(recipient)
     record_audit(session, actor, "recipient.add", "customer", customer.id, after={"recipient_id": recipient.id} | after)
-    record_contact(session, customer.id, "console", f"Bill recipient added: {recipient.name}", actor,
-                   details={"change": "recipient_added", "recipient_id": recipient.id, "after": after})
+    record_contact(session, customer.id, "console", ContactEvent.RECIPIENT_ADDED, actor,
+                   params={"name": recipient.name}, details={"recipient_id": recipient.id, "after": after})
     session.flush()
     return recipient
 
@@ -475,9 +477,9 @@ def update_recipient(
     session.flush()
     record_audit(session, actor, "recipient.update", "customer", customer.id,
                  before={"recipient_id": recipient.id} | before, after={"recipient_id": recipient.id} | after)
-    record_contact(session, customer.id, "console", f"Bill recipient changed: {recipient.name}", actor,
-                   details={"change": "recipient_changed", "recipient_id": recipient.id, "before": before,
-                            "after": after})
+    record_contact(session, customer.id, "console", ContactEvent.RECIPIENT_CHANGED, actor,
+                   params={"name": recipient.name},
+                   details={"recipient_id": recipient.id, "before": before, "after": after})
     session.flush()
     return True
 
@@ -492,10 +494,9 @@ def set_recipient_active(session: Session, customer: Customer, recipient: Recipi
     record_audit(session, actor, action, "customer", customer.id,
                  before={"recipient_id": recipient.id} | before,
                  after={"recipient_id": recipient.id} | _recipient_dict(recipient))
-    verb = "reactivated" if active else "deactivated"
-    record_contact(session, customer.id, "console", f"Bill recipient {verb}: {recipient.name}", actor,
-                   details={"change": "recipient_reactivated" if active else "recipient_deactivated",
-                            "recipient_id": recipient.id})
+    code = ContactEvent.RECIPIENT_REACTIVATED if active else ContactEvent.RECIPIENT_DEACTIVATED
+    record_contact(session, customer.id, "console", code, actor, params={"name": recipient.name},
+                   details={"recipient_id": recipient.id})
     session.flush()
     return True
 
@@ -771,9 +772,9 @@ def update_contact_details(
     changed = [name for name in values if before[name] != after[name]]
     record_audit(session, actor, "customer.contact_details", "customer", customer.id,
                  before={k: before[k] for k in changed}, after={k: after[k] for k in changed})
-    record_contact(session, customer.id, "console", f"contact_details: {', '.join(changed)}", actor,
-                   details={"change": "contact_details", "fields": changed,
-                            "before": {k: before[k] for k in changed}, "after": {k: after[k] for k in changed}})
+    record_contact(session, customer.id, "console", ContactEvent.CONTACT_DETAILS, actor,
+                   params={"fields": changed},
+                   details={"before": {k: before[k] for k in changed}, "after": {k: after[k] for k in changed}})
     session.flush()
     return True
 

@@ -45,14 +45,14 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from console.audit import Actor, record_contact
 from console.db import utcnow
-from console.delivery.status_text import meaning_pair
 from console.models import Customer, Delivery, DeliveryAttempt, WorkItem
-from console.models.customers import ContactRecord
+from console.models.customers import ContactEvent, ContactRecord
 from console.models.delivery import (
     Channel,
     ConfirmedBy,
     DeliveryStatus,
     WorkItemDelivery,
+    WorkItemEvent,
     WorkItemNotice,
     WorkItemReason,
     WorkItemStatus,
@@ -76,17 +76,14 @@ FINAL_OUTCOMES = {"delivered", "relayed", "expanded", "failed", "refused"}
 SETTLED = (DeliveryStatus.CONFIRMED, DeliveryStatus.CANCELLED)
 REOPENABLE = (ConfirmedBy.RELAYED, ConfirmedBy.EXPANDED)  # confirmations a later failure overturns
 ADDRESS_CHECK = "email_address_check"  # work item reason: an auto-reply says the address is abandoned
-EVIDENCE_NOTE = {
-    "dsn_fields": "从损坏的投递报告正文中读取 / read from DSN fields in the body of a broken report",
-    "text": "从非标准退信的文本中读取 / read from the text of a non-standard bounce",
+# A work item's code by its reason (what its sentence says; console/web/events.py renders it).
+ITEM_CODES = {
+    WorkItemReason.EMAIL_FAILED: WorkItemEvent.EMAIL_FAILED,
+    WorkItemReason.EMAIL_UNCONFIRMED: WorkItemEvent.EMAIL_UNCONFIRMED,
+    WorkItemReason.POST_RETURNED: WorkItemEvent.POST_RETURNED,
+    WorkItemReason.EMAIL_ADDRESS_CHECK: WorkItemEvent.EMAIL_ADDRESS_CHECK,
 }
-
-CONFIRM_SUMMARY = {
-    "delivered": "电子账单已送达（投递报告确认） / E-mail bill delivered (delivery report)",
-    "relayed": "电子账单已由客户邮件系统接收（relayed） / E-mail bill accepted by the customer's mail system",
-    "expanded": "电子账单已送达邮件列表（expanded） / E-mail bill delivered to a mailing list",
-    "portal_open": "客户在网上查看了账单 / Customer opened the bill on the web page",
-}
+AUTO_REPLY_CODES = {"abandoned": ContactEvent.AUTO_REPLY_ABANDONED, "challenge": ContactEvent.AUTO_REPLY_CHALLENGE}
 
 
 def is_permanent(status: str | None) -> bool:
@@ -370,10 +367,8 @@ def _reopen(session: Session, row: AttemptRow, at: datetime, failure: dict, inbo
     session.add(DeliveryEvent(delivery_id=row.delivery_id, attempt_id=row.id, inbound_id=inbound_id,
                               kind="reopened", code=was, details={"status": failure.get("status")}, occurred_at=at))
     record_contact(
-        session, row.customer_id, "email",
-        f"电子账单曾由客户邮件系统接收（{was}），后被退回 / E-mail bill accepted by the customer's mail "
-        f"system ({was}) bounced later",
-        Actor.system(), bill_id=row.bill_id,
+        session, row.customer_id, "email", ContactEvent.EMAIL_REOPENED, Actor.system(), bill_id=row.bill_id,
+        params={"confirmed_by": was, "status": failure.get("status")},
         details={"delivery_id": row.delivery_id, "address": row.address, "reopened_from": was,
                  "message_id": row.message_id, "attempt_no": row.attempt_no, "at": at.isoformat(),
                  "status": failure.get("status")},
@@ -391,16 +386,10 @@ def record_auto_reply(session: Session, row: AttemptRow, at: datetime, kind: str
     session.add(DeliveryEvent(delivery_id=row.delivery_id, attempt_id=row.id, inbound_id=inbound_id,
                               kind="auto_reply", code=kind, details={"subject": subject, "sentence": sentence},
                               occurred_at=at))
-    if kind == "abandoned":
-        summary = "自动回复：该邮箱已不再使用 / Auto-reply: the mailbox is no longer in use"
-    elif kind == "challenge":
-        summary = "自动回复：需要人工验证（挑战-应答） / Auto-reply: challenge-response verification asked"
-    else:
-        summary = "收到自动回复（如休假） / Auto-reply received (e.g. vacation)"
     said = sentence or subject
     record_contact(
-        session, row.customer_id, "email", summary + (f": {said[:200]}" if said else ""),
-        Actor.system(), bill_id=row.bill_id,
+        session, row.customer_id, "email", AUTO_REPLY_CODES.get(kind or "", ContactEvent.AUTO_REPLY),
+        Actor.system(), bill_id=row.bill_id, params={"said": said[:200]} if said else None,
         details={"delivery_id": row.delivery_id, "address": row.address, "auto_reply": kind or "auto_reply",
                  "subject": subject, "message_id": row.message_id, "at": at.isoformat()},
     )
@@ -422,9 +411,8 @@ def record_complaint(session: Session, row: AttemptRow, at: datetime, feedback: 
                                                                 "original-rcpt-to", "arrival-date") if k in feedback},
                               occurred_at=at))
     record_contact(
-        session, row.customer_id, "email",
-        f"客户将电子账单标记为垃圾邮件（投诉：{kind}） / Customer reported the bill e-mail as spam ({kind})",
-        Actor.system(), bill_id=row.bill_id,
+        session, row.customer_id, "email", ContactEvent.COMPLAINT, Actor.system(), bill_id=row.bill_id,
+        params={"kind": kind},
         details={"delivery_id": row.delivery_id, "address": row.address, "complaint": kind,
                  "message_id": row.message_id, "at": at.isoformat()},
     )
@@ -463,7 +451,7 @@ def confirm(
 
 CONFIRMABLE = (DeliveryStatus.QUEUED, DeliveryStatus.SENT, DeliveryStatus.FAILED)
 _OUTCOME_COLUMNS = ("reports", "outcome", "status_code", "diagnostic", "reported_at", "remote_mta")
-_CONTACT_COLUMNS = ("customer_id", "occurred_at", "channel", "summary", "actor_id", "bill_id", "details")
+_CONTACT_COLUMNS = ("customer_id", "occurred_at", "channel", "code", "params", "actor_id", "bill_id", "details")
 
 
 def _p(name: str, column: Any) -> Any:
@@ -539,7 +527,8 @@ def confirm_row(session: Session, row: AttemptRow, how: str, at: datetime, *, wi
     connection = session.connection()
     contact = {
         "customer_id": row.customer_id, "occurred_at": utcnow(), "channel": Channel.EMAIL,
-        "summary": CONFIRM_SUMMARY.get(how, how), "actor_id": None, "bill_id": row.bill_id,
+        "code": ContactEvent.EMAIL_CONFIRMED, "params": {"confirmed_by": how}, "actor_id": None,
+        "bill_id": row.bill_id,
         "details": {
             "delivery_id": row.delivery_id,
             "recipient_id": row.recipient_id,
@@ -552,7 +541,7 @@ def confirm_row(session: Session, row: AttemptRow, how: str, at: datetime, *, wi
         },
     }
     # The bill arrived after all: an escalation nobody has taken yet is closed.
-    close_reason = f"confirmed later ({how})"
+    close_reason = "confirmed_later"
     if connection.dialect.name == "postgresql" and attempt_values is not None and set(attempt_values) == set(
         _OUTCOME_COLUMNS
     ):
@@ -640,28 +629,22 @@ def attempt_details(session: Session, delivery: Delivery) -> list[dict]:
     return _attempt_details(session, delivery.id)
 
 
-def failure_summary(head: str, diagnostic: str, failure: dict | None) -> str:
-    """The work item's one-paragraph summary: what happened, the RFC 3463 meaning of the status in
-    both languages, the server's words (the key sentence), how the report was read, and whether it
-    spoke of another address. (The inbox also renders the meaning in the reader's language.)"""
+def item_params(address: str, diagnostic: str, failure: dict | None) -> dict:
+    """The work item's sentence parameters: the address, the RFC 3463 status (rendered with its
+    meaning in the reader's language), the server's words (the diagnostic and a key sentence not in
+    it, as received), how the report was read, another address it spoke of, an overturned
+    confirmation. Nothing in it is display text of ours."""
     failure = failure or {}
-    summary = head
-    meaning = meaning_pair(failure.get("status"))
-    if meaning:
-        summary += f" — {failure['status']} {meaning[0]} / {meaning[1]}"
-    if diagnostic:
-        summary += f" — {diagnostic[:300]}"
+    params = {"address": address, "status": failure.get("status"), "diagnostic": (diagnostic or "")[:300] or None}
     key = failure.get("key_sentence")
     if key and key[:300] not in (diagnostic or ""):
-        summary += f" — {key[:300]}"
-    if failure.get("evidence") in EVIDENCE_NOTE:
-        summary += f" ({EVIDENCE_NOTE[failure['evidence']]})"
-    if failure.get("other_address"):
-        summary += (f" (报告的是另一地址，可能是转发 / the report names another address, maybe a forwarding hop: "
-                    f"{failure['other_address']})")
-    if failure.get("reopened_from"):
-        summary += f" (此前已由 {failure['reopened_from']} 确认 / confirmed earlier by {failure['reopened_from']})"
-    return summary
+        params["key_sentence"] = key[:300]
+    if failure.get("evidence") in ("dsn_fields", "text"):
+        params["evidence"] = failure["evidence"]
+    for name in ("other_address", "reopened_from"):
+        if failure.get(name):
+            params[name] = failure[name]
+    return {k: v for k, v in params.items() if v}
 
 
 def open_work_item(session: Session, delivery: Delivery, reason: str, failure: dict | None = None) -> WorkItem | None:
@@ -678,7 +661,7 @@ def open_work_item(session: Session, delivery: Delivery, reason: str, failure: d
 
 
 _WORK_ITEM_COLUMNS = ("delivery_id", "bill_id", "customer_id", "reason", "assigned_role", "assigned_user_id", "status",
-                      "summary", "details", "created_at", "case_key", "priority")
+                      "code", "params", "details", "created_at", "case_key", "priority")
 OPEN_CASE = text("status IN ('open', 'claimed')")  # the predicate of uq_work_items_open_case
 PRIORITY_KEY, PRIORITY_NORMAL, PRIORITY_LOW = 0, 1, 2
 
@@ -758,16 +741,8 @@ def open_work_item_row(session: Session, row: AttemptRow, reason: str, failure: 
     diagnostic = last.get("diagnostic") or last.get("smtp_response") or row.last_error or ""
     if "status" not in failure and last.get("status"):
         failure["status"] = last["status"]
-    if reason == WorkItemReason.EMAIL_FAILED:
-        head = f"电子账单投递失败 / E-mail bill failed: {row.address}"
-    elif reason == ADDRESS_CHECK:
-        head = (f"请确认电子邮件地址（自动回复称已不再使用） / Confirm the e-mail address (an auto-reply says it is "
-                f"no longer in use): {row.address}")
+    if reason == ADDRESS_CHECK:
         diagnostic = ""
-    elif reason == WorkItemReason.POST_RETURNED:
-        head = f"纸质账单被退回 / Paper bill returned: {row.address}"
-    else:
-        head = f"电子账单重发后仍未确认 / E-mail bill unconfirmed after resend: {row.address}"
     values = {
         "delivery_id": row.delivery_id,
         "bill_id": row.bill_id,
@@ -776,7 +751,8 @@ def open_work_item_row(session: Session, row: AttemptRow, reason: str, failure: 
         "assigned_role": "account_manager" if manager else "phone_rep",
         "assigned_user_id": manager,
         "status": WorkItemStatus.OPEN,
-        "summary": failure_summary(head, diagnostic, failure),
+        "code": ITEM_CODES.get(reason, WorkItemEvent.EMAIL_FAILED),
+        "params": item_params(row.address, diagnostic, failure),
         "details": {
             "address": row.address,
             "recipient_name": row.recipient_name,

@@ -34,6 +34,7 @@ from console.models import (
     UserRole,
     WorkItem,
 )
+from console.models.customers import ContactEvent
 from console.models.delivery import WorkItemStatus
 from console.paper.rules import paper_allowed
 
@@ -183,7 +184,7 @@ def list_items(session: Session, viewer: Viewer, query: InboxQuery) -> InboxPage
     claimer = aliased(User)
     stmt = (
         select(
-            WorkItem.id, WorkItem.created_at, WorkItem.reason, WorkItem.status, WorkItem.summary,
+            WorkItem.id, WorkItem.created_at, WorkItem.reason, WorkItem.status, WorkItem.code, WorkItem.params,
             WorkItem.claimed_by_id, claimer.display_name.label("claimed_by"), WorkItem.notice, WorkItem.priority,
             Customer.id.label("customer_id"), Customer.account_no, Customer.name, Customer.phone,
             Customer.key_account, Bill.bill_no,
@@ -442,7 +443,7 @@ def record_call(session: Session, viewer: Viewer, item_id: int, outcome: str, no
         except FormInvalid as exc:
             raise InboxError(next(iter(exc.errors.values()))) from None
     item = _take(session, viewer, item_id, actor)
-    details = {"outcome": outcome, "note": note, "work_item_id": item.id}
+    details = {"outcome": outcome, "work_item_id": item.id}
     if phone is not None:
         customer = session.get(Customer, item.customer_id)
         details |= {"phone_before": customer.phone, "phone": phone}
@@ -450,8 +451,8 @@ def record_call(session: Session, viewer: Viewer, item_id: int, outcome: str, no
                      after={"phone": phone, "work_item_id": item.id})
         customer.phone = phone
     record = record_contact(
-        session, item.customer_id, "phone", f"call: {outcome}" + (f" — {note}" if note else ""), actor,
-        bill_id=item.bill_id, details=details,
+        session, item.customer_id, "phone", ContactEvent.CALL, actor, bill_id=item.bill_id, details=details,
+        params={"outcome": outcome, "phone": phone}, note=note,
     )
     session.flush()
     record_audit(session, actor, "work_item.call", "work_item", item.id, after={"outcome": outcome, "note": note,
@@ -500,9 +501,8 @@ def correct_email(
         customer.email = address
         record_audit(session, actor, "customer.email", "customer", customer.id, before=before,
                      after={"email": address, "work_item_id": item.id})
-    record_contact(session, customer.id, "console", f"e-mail corrected: {', '.join(sorted(old))} → {address}", actor,
-                   bill_id=item.bill_id, details={"change": "email", "before": sorted(old), "after": address,
-                                                  "work_item_id": item.id})
+    record_contact(session, customer.id, "console", ContactEvent.EMAIL_CORRECTED, actor, bill_id=item.bill_id,
+                   params={"before": sorted(old), "after": address}, details={"work_item_id": item.id})
     try:
         resent = corrections.resend_case(session, item, address, actor, utcnow(), send_batch_size, names)
     except corrections.ResendRefused as exc:
@@ -544,9 +544,9 @@ def correct_postal(
         recipient.address = new_address
         record_audit(session, actor, "recipient.address", "recipient", recipient.id, before=before,
                      after={"address": new_address, "work_item_id": item.id})
-    record_contact(session, customer.id, "console", "postal address corrected", actor, bill_id=item.bill_id,
-                   details={"change": "postal_address", "before": sorted({d.address for d in papers}),
-                            "after": new_address, "work_item_id": item.id})
+    record_contact(session, customer.id, "console", ContactEvent.POSTAL_CORRECTED, actor, bill_id=item.bill_id,
+                   params={"before": sorted({d.address for d in papers}), "after": new_address},
+                   details={"work_item_id": item.id})
     try:
         resent = corrections.resend_case(session, item, new_address[:300], actor, utcnow(), 0)
     except corrections.ResendRefused as exc:

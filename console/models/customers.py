@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import date
+from enum import StrEnum
 
 from sqlalchemy import (
     JSON,
@@ -15,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from console.db import Base, Timestamp, utcnow
+from console.db import Base, Timestamp, utcnow, values
 
 CUSTOMER_TYPES = ("residential", "commercial", "industrial")
 CHANNELS = ("portal", "email", "paper")
@@ -137,17 +138,59 @@ class Recipient(Base):
     customer: Mapped[Customer] = relationship(back_populates="recipients")
 
 
+class ContactEvent(StrEnum):
+    """What a contact record says, as a code; its parameters (`ContactRecord.params`) fill the
+    sentence that console/web/events.py renders in the reader's language. The parameters each code
+    takes are listed beside it."""
+
+    EMAIL_CONFIRMED = "email_confirmed"  # confirmed_by (ConfirmedBy)
+    EMAIL_REOPENED = "email_reopened"  # confirmed_by (the confirmation overturned), status
+    AUTO_REPLY = "auto_reply"  # said (the reply's sentence or subject)
+    AUTO_REPLY_ABANDONED = "auto_reply_abandoned"  # said
+    AUTO_REPLY_CHALLENGE = "auto_reply_challenge"  # said
+    COMPLAINT = "complaint"  # kind (the ARF feedback type)
+    CALL = "call"  # outcome (call_outcome), phone (a corrected number); the rep's words in `note`
+    DELIVERY_WISHES = "delivery_wishes"  # fields
+    CONTACT_DETAILS = "contact_details"  # fields
+    RECIPIENT_ADDED = "recipient_added"  # name
+    RECIPIENT_CHANGED = "recipient_changed"  # name
+    RECIPIENT_REACTIVATED = "recipient_reactivated"  # name
+    RECIPIENT_DEACTIVATED = "recipient_deactivated"  # name
+    EMAIL_CORRECTED = "email_corrected"  # before (addresses), after
+    POSTAL_CORRECTED = "postal_corrected"  # before (addresses), after
+    PAPER_POSTED = "paper_posted"  # bill_no, recipient, tracking_no
+    PAPER_HANDED = "paper_handed"  # bill_no, recipient, deliverer
+    PAPER_DELIVERED = "paper_delivered"  # bill_no, recipient; the clerk's words in `note`
+    PAPER_RETURNED = "paper_returned"  # bill_no, address; the clerk's words in `note`
+    PORTAL_REGISTRATION_CODE = "portal_registration_code"
+    PORTAL_RESET_CODE = "portal_reset_code"
+    PORTAL_ALREADY_REGISTERED = "portal_already_registered"
+    PORTAL_REGISTERED = "portal_registered"
+    BILL_OPENED = "bill_opened"
+    LEGACY = "legacy"  # text: a record written before codes (migration 0005) that matched no pattern
+
+
+CONTACT_EVENTS = values(ContactEvent)
+
+
 class ContactRecord(Base):
-    """The contact history: every contact with the customer, by a person (actor) or the system."""
+    """The contact history: every contact with the customer, by a person (actor) or the system.
+    What happened is a code and its parameters (rendered in the reader's language, never stored as
+    text); what a person typed (a rep's call note) is kept as typed in `note`."""
 
     __tablename__ = "contact_records"
-    __table_args__ = (Index("ix_contact_records_customer_time", "customer_id", "occurred_at"),)
+    __table_args__ = (
+        Index("ix_contact_records_customer_time", "customer_id", "occurred_at"),
+        CheckConstraint(f"code IN {CONTACT_EVENTS!r}", name="code"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
     occurred_at: Mapped[Timestamp] = mapped_column(default=utcnow)
     channel: Mapped[str] = mapped_column(String(16))  # email, portal, paper, phone, console
-    summary: Mapped[str] = mapped_column(Text)
+    code: Mapped[str] = mapped_column(String(32))  # ContactEvent
+    params: Mapped[dict | None] = mapped_column(JSON)  # the sentence's parameters
+    note: Mapped[str | None] = mapped_column(Text)  # free text a person typed, as typed
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # None: the system
     bill_id: Mapped[int | None] = mapped_column(ForeignKey("bills.id"), index=True)
     details: Mapped[dict | None] = mapped_column(JSON)

@@ -166,6 +166,22 @@ class WorkItemNotice(StrEnum):
 WORK_ITEM_NOTICES = values(WorkItemNotice)
 
 
+class WorkItemEvent(StrEnum):
+    """What a work item says, as a code (WorkItem.code); `WorkItem.params` fill the sentence that
+    console/web/events.py renders in the reader's language: address, and as known status (RFC 3463),
+    diagnostic (the server's words, as received), key_sentence, evidence, other_address,
+    reopened_from (ConfirmedBy)."""
+
+    EMAIL_FAILED = "email_failed"
+    EMAIL_UNCONFIRMED = "email_unconfirmed"
+    POST_RETURNED = "post_returned"
+    EMAIL_ADDRESS_CHECK = "email_address_check"
+    LEGACY = "legacy"  # text: an item written before codes (migration 0005) that matched no pattern
+
+
+WORK_ITEM_EVENTS = values(WorkItemEvent)
+
+
 def case_key(channel: str, address: str) -> str:
     """The key of a case: one open work item per customer and address (any bill, any recipient row)."""
     text = " ".join((address or "").split())
@@ -180,6 +196,7 @@ class WorkItem(Base):
     __tablename__ = "work_items"
     __table_args__ = (
         CheckConstraint(f"status IN {WORK_ITEM_STATUSES!r}", name="status"),
+        CheckConstraint(f"code IN {WORK_ITEM_EVENTS!r}", name="code"),
         Index("ix_work_items_queue", "status", "assigned_role", "created_at"),
         Index("ix_work_items_urgent", "status", "assigned_role", "priority", "created_at"),
         Index(
@@ -197,11 +214,12 @@ class WorkItem(Base):
     assigned_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     claimed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     status: Mapped[str] = mapped_column(String(8), default=WorkItemStatus.OPEN.value)
-    summary: Mapped[str] = mapped_column(Text)
+    code: Mapped[str] = mapped_column(String(24))  # WorkItemEvent
+    params: Mapped[dict | None] = mapped_column(JSON)  # the sentence's parameters
     details: Mapped[dict | None] = mapped_column(JSON)  # attempts and the servers' diagnostics
     created_at: Mapped[Timestamp] = mapped_column(default=utcnow)
     closed_at: Mapped[Timestamp | None]
-    close_reason: Mapped[str | None] = mapped_column(Text)
+    close_reason: Mapped[str | None] = mapped_column(Text)  # a close_reason code, or the words of who closed it
     case_key: Mapped[str | None] = mapped_column(String(330))  # console.models.delivery.case_key
     # 0: key account, 1: ordinary, 2: low (an address check); the inbox and "take next" order by it.
     priority: Mapped[int] = mapped_column(Integer, default=1, server_default="1")

@@ -14,6 +14,7 @@ from console.audit import Actor, record_audit, record_contact
 from console.db import utcnow
 from console.delivery.policy import open_work_item, transition
 from console.models import Bill, Customer, Cycle, Delivery, WorkItem
+from console.models.customers import ContactEvent
 from console.models.delivery import DeliveryStatus, WorkItemDelivery
 from console.models.paper import BatchStatus, PrintBatch, PrintItem, PrintItemStatus
 from console.paper.batches import PaperError
@@ -47,12 +48,12 @@ def _dispatch(session: Session, item: PrintItem, method: str, actor: Actor, trac
     delivery.attempts_made = (delivery.attempts_made or 0) + 1
     details = {"method": method, "tracking_no": tracking_no, "deliverer": deliverer, "copies": item.copies,
                "address": delivery.address, "print_item_id": item.id}
-    summary = (
-        f"Paper bill {bill.bill_no} posted to {delivery.recipient_name}, tracking {tracking_no}"
-        if method == "post"
-        else f"Paper bill {bill.bill_no} handed to {deliverer} for {delivery.recipient_name}"
-    )
-    record_contact(session, item.customer_id, "paper", summary, actor, bill_id=bill.id, details=details)
+    if method == "post":
+        code, params = ContactEvent.PAPER_POSTED, {"tracking_no": tracking_no}
+    else:
+        code, params = ContactEvent.PAPER_HANDED, {"deliverer": deliverer}
+    params |= {"bill_no": bill.bill_no, "recipient": delivery.recipient_name}
+    record_contact(session, item.customer_id, "paper", code, actor, bill_id=bill.id, details=details, params=params)
     record_audit(session, actor, f"paper.dispatched_{method}", "print_item", item.id,
                  before={"status": "waiting"}, after={"status": "dispatched"} | details)
     session.flush()
@@ -98,9 +99,9 @@ def confirm_delivered(session: Session, item_id: int, actor: Actor, note: str = 
     delivery.confirmed_at = now
     delivery.confirmed_by = item.dispatch_method  # post / hand
     bill = session.get(Bill, item.bill_id)
-    record_contact(session, item.customer_id, "paper",
-                   f"Paper bill {bill.bill_no} delivered to {delivery.recipient_name}", actor, bill_id=bill.id,
-                   details={"method": item.dispatch_method, "note": item.outcome_note, "print_item_id": item.id})
+    record_contact(session, item.customer_id, "paper", ContactEvent.PAPER_DELIVERED, actor, bill_id=bill.id,
+                   params={"bill_no": bill.bill_no, "recipient": delivery.recipient_name}, note=item.outcome_note,
+                   details={"method": item.dispatch_method, "print_item_id": item.id})
     record_audit(session, actor, "paper.delivered", "print_item", item.id, before={"status": "dispatched"},
                  after={"status": "delivered", "note": item.outcome_note})
     session.flush()
@@ -128,11 +129,10 @@ def record_returned(session: Session, item_id: int, actor: Actor, note: str = ""
     item.outcome_at = now
     item.outcome_note = note.strip() or None
     transition(session, delivery, {"status": delivery.status}, status=DeliveryStatus.FAILED, updated_at=now)
-    record_contact(session, customer.id, "paper",
-                   f"Paper bill {bill.bill_no} returned undelivered from {delivery.address}", actor,
-                   bill_id=bill.id,
+    record_contact(session, customer.id, "paper", ContactEvent.PAPER_RETURNED, actor, bill_id=bill.id,
+                   params={"bill_no": bill.bill_no, "address": delivery.address}, note=item.outcome_note,
                    details={"method": item.dispatch_method, "tracking_no": item.tracking_no,
-                            "deliverer": item.deliverer, "note": item.outcome_note, "print_item_id": item.id,
+                            "deliverer": item.deliverer, "print_item_id": item.id,
                             "delivery_id": delivery.id, "recipient_id": delivery.recipient_id,
                             "recipient_name": delivery.recipient_name})
     record_audit(session, actor, "paper.returned", "print_item", item.id, before={"status": "dispatched"},

@@ -26,6 +26,7 @@ from console.customers.services import mask_id_number
 from console.db import bulk_insert, utcnow
 from console.models import Bill, Customer, Cycle
 from console.models.billing import BillStatus
+from console.models.customers import ContactEvent
 from console.models.portal import BillOpen, BillRegistrationCode, PortalCode, WebAccount
 from console.passwords import DUMMY_HASH, hash_password, password_problem, verify_password
 
@@ -136,10 +137,7 @@ def request_code(
         return None
     has_account = session.scalar(select(exists().where(WebAccount.customer_id == customer.id)))
     if purpose == "register" and has_account:
-        record_contact(
-            session, customer.id, "email", "Web page: registration asked for an existing account",
-            Actor.system(),
-        )
+        record_contact(session, customer.id, "email", ContactEvent.PORTAL_ALREADY_REGISTERED, Actor.system())
         return Outgoing("already_registered", purpose, customer.email, customer.id)
     if purpose == "reset" and not has_account:
         return None
@@ -158,8 +156,8 @@ def request_code(
             created_at=now,
         )
     )
-    summary = "Web page: registration code sent" if purpose == "register" else "Web page: password reset code sent"
-    record_contact(session, customer.id, "email", summary, Actor.system())
+    code = ContactEvent.PORTAL_REGISTRATION_CODE if purpose == "register" else ContactEvent.PORTAL_RESET_CODE
+    record_contact(session, customer.id, "email", code, Actor.system())
     session.flush()
     return Outgoing("code", purpose, customer.email, customer.id, code)
 
@@ -340,7 +338,7 @@ def complete_registration(
     except IntegrityError:  # registered at the same moment by another request
         raise PortalError("code", GENERIC_CODE_ERROR) from None
     record_audit(session, actor, "portal.register", "portal_account", account.id, after={"customer_id": customer.id})
-    record_contact(session, customer.id, "portal", "Registered on the web page", Actor.system())
+    record_contact(session, customer.id, "portal", ContactEvent.PORTAL_REGISTERED, Actor.system())
     return account
 
 
@@ -490,7 +488,7 @@ def record_open(session: Session, account: WebAccount, bill: Bill, now: datetime
     except IntegrityError:
         return False  # opened in another tab at the same moment
     record_contact(
-        session, bill.customer_id, "portal", "Bill opened on the web page", Actor.system(), bill_id=bill.id,
+        session, bill.customer_id, "portal", ContactEvent.BILL_OPENED, Actor.system(), bill_id=bill.id,
         details={"opened_at": now.isoformat(), "account_id": account.id},
     )
     from console.delivery.policy import confirm_by_portal_open

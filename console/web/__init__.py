@@ -10,7 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from console.extensions import close_db, csrf, limiter, login_manager
 from console.money import format_yuan
-from console.web import errors, expiry, labels, nav
+from console.web import errors, events, expiry, labels, nav
 from console.web.auth import load_user, unauthorized
 from console.web.htmx import is_fragment_request
 
@@ -38,6 +38,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["datetimeformat"] = local_time
     app.jinja_env.globals["is_fragment_request"] = is_fragment_request
     labels.register(app.jinja_env)
+    events.register(app.jinja_env)
     app.jinja_env.globals["get_locale"] = get_locale
     app.jinja_env.globals["nav_links"] = lambda user: nav.links_for(user, nav.NAV_LINKS)
     app.jinja_env.globals["admin_links"] = lambda user: nav.links_for(user, nav.ADMIN_LINKS)

@@ -12,6 +12,7 @@ from console.audit import Actor
 from console.billing import importers
 from console.csvimport import ImportFailed
 from console.models.billing import Deposit, InstallmentPlan, LedgerEntry, MeterRead
+from console.web.events import import_error_text
 
 ACTOR = Actor.system()
 
@@ -25,7 +26,7 @@ def run(db, func_, text: str, dry_run: bool = False):  # noqa: ANN001, ANN201
 def errors(db, func_, text: str) -> list[str]:  # noqa: ANN001
     with pytest.raises(ImportFailed) as failed:
         func_(db, text.encode("utf-8"), ACTOR, False, {})
-    return [str(e) for e in failed.value.errors]
+    return [import_error_text(e) for e in failed.value.errors]  # outside a request: in English
 
 
 def count(db, model) -> int:  # noqa: ANN001
@@ -177,4 +178,4 @@ def test_import_command_line(runner, db, make_customer, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("point_no,read_date,total_kwh\nNOPE,2026-11-10,10\n", encoding="utf-8")
     result = runner.invoke(args=["import", "reads", str(bad)])
-    assert result.exit_code == 1 and "line 2: point_no: no service point NOPE" in result.output
+    assert result.exit_code == 1 and "第 2 行 · point_no：没有编号为 NOPE 的用电点" in result.output

@@ -26,12 +26,12 @@ def _case(db, customer) -> dict:  # noqa: ANN001
     db.add_all([ok, bad])
     db.flush()
     item = WorkItem(customer_id=customer.id, bill_id=second.id, delivery_id=bad.id, reason="email_failed",
-                    status="open", assigned_role="phone_rep", summary="bounced",
+                    status="open", assigned_role="phone_rep", code="email_failed", params={"address": customer.email},
                     details={"address": customer.email})
     db.add(item)
     db.flush()
-    record_contact(db, customer.id, "email", "delivered", Actor.system(), bill_id=first.id,
-                   details={"delivery_id": ok.id, "address": ok.address, "confirmed_by": "delivered"})
+    record_contact(db, customer.id, "email", "email_confirmed", Actor.system(), bill_id=first.id,
+                   params={"confirmed_by": "delivered"}, details={"delivery_id": ok.id, "address": ok.address, "confirmed_by": "delivered"})
     db.commit()
     return {"first": first, "second": second, "ok": ok, "bad": bad, "item": item}
 
@@ -56,7 +56,7 @@ def test_the_customer_page_shows_bills_deliveries_items_and_a_history_naming_bil
     history = html[html.index('id="history"'):]
     assert f'<a href="/billing/bills/{case["first"].id}">{case["first"].bill_no}</a>' in history
     assert f"{customer.name} · {customer.email}" in history
-    assert "已确认 · " in history  # rendered from the confirmation's code, not its stored summary
+    assert "电子账单已确认送达：投递报告" in history  # rendered from the confirmation's code and parameters
     assert f">{case['first'].id}<" not in history  # no internal bill id
 
 
@@ -97,8 +97,8 @@ def test_an_admin_edits_the_contact_details_audited_and_in_the_history(
     event = db.scalar(select(AuditEvent).where(AuditEvent.action == "customer.contact_details"))
     assert event.actor_id == admin.id and event.after["account_manager_id"] == manager.id
     record = db.scalar(select(ContactRecord).where(ContactRecord.customer_id == customer.id))
-    assert record.details["change"] == "contact_details"
-    assert set(record.details["fields"]) == {"phone", "postal_address", "postal_code", "email", "account_manager_id"}
+    assert record.code == "contact_details"
+    assert set(record.params["fields"]) == {"phone", "postal_address", "postal_code", "email", "account_manager_id"}
     history = client.get(f"/customers/{customer.id}/history", headers=HX).get_data(as_text=True)
     assert "联系方式已修改" in history and "邮政编码" in history
 

@@ -13,6 +13,7 @@ from console.csvimport import ImportFailed
 from console.imports import IMPORTERS, run_import
 from console.models import Customer, Recipient, ServicePoint
 from console.paper.rules import PAPER_REFUSED
+from console.web.events import import_error_text
 from tests.customers.conftest import CANARY_ID, CUSTOMER_HEADER, csv_bytes, customer_line
 
 SETTINGS = {"PAPER_KEY_ACCOUNTS_ONLY": True}
@@ -28,7 +29,7 @@ def _errors(db, name: str, data: bytes, settings: dict | None = None) -> list[st
     with pytest.raises(ImportFailed) as failed:
         run_import(db, name, data, Actor.cli(), False, settings or SETTINGS)
     db.rollback()
-    return [str(e) for e in failed.value.errors]
+    return [import_error_text(e) for e in failed.value.errors]  # outside a request: in English
 
 
 def _customer_rows(db) -> list[tuple]:
@@ -215,7 +216,9 @@ def test_cli_exit_codes_and_every_error_printed(runner, db, write_file, counts):
     ]), "bad.csv")
     failed = runner.invoke(args=["import", "customers", bad])
     assert failed.exit_code == 1
-    assert "line 2: email:" in failed.output and "line 3: customer_type: must be one of" in failed.output
+    # in the console's default language (Chinese): the line, the column and the reason
+    assert "第 2 行 · email：不是有效的电子邮件地址" in failed.output
+    assert "第 3 行 · customer_type：必须是以下之一：residential, commercial, industrial" in failed.output
     assert "2 error(s); nothing written" in failed.output
     assert counts() == before
 
@@ -257,9 +260,14 @@ def test_admin_preview_lists_errors_with_422(client, login_as, counts):
                           content_type="multipart/form-data")
     html = preview.get_data(as_text=True)
     assert preview.status_code == 422
-    assert "line 2: email: not a valid e-mail address" in html and "line 3: account_no: duplicate of line 2" in html
-    assert "/confirm" not in html
+    # in the reader's language, naming the line and the column; no English sentence on the Chinese page
+    assert "第 2 行 · email：不是有效的电子邮件地址" in html and "第 3 行 · account_no：与第 2 行重复" in html
+    assert "duplicate" not in html.split('class="import-errors"')[1].replace('data-code="duplicate"', "")
+    assert not re.search(r"/admin/imports/[^\"]+/confirm", html)
     assert counts() == before
+    english = client.post("/admin/imports?lang=en", data={"name": "customers", "file": (io.BytesIO(data), "c.csv")},
+                          content_type="multipart/form-data").get_data(as_text=True)
+    assert "line 2: email: not a valid e-mail address" in english and "line 3: account_no: duplicate of line 2" in english
 
 
 def test_another_admin_cannot_confirm_my_upload(app, client, login_as, make_user):
@@ -289,7 +297,7 @@ def test_any_registered_importer_gets_a_command_and_the_admin_page(runner, clien
             data = stream.read()
         seen.update(dry_run=dry_run, actor=actor.label, paper=settings.get("PAPER_KEY_ACCOUNTS_ONLY"))
         if b"bad" in data:
-            raise ImportFailed([RowError(3, "amount", "not an amount"), RowError(2, "x", "required")])
+            raise ImportFailed([RowError(3, "amount", "not_amount"), RowError(2, "x", "required")])
         return ImportSummary(created=data.count(b"\n") - 1)
 
     add_import_commands(import_group)  # already done at app start; registering later still works
@@ -300,7 +308,8 @@ def test_any_registered_importer_gets_a_command_and_the_admin_page(runner, clien
         assert seen == {"dry_run": True, "actor": "cli", "paper": True}
         bad = runner.invoke(args=["import", "dummy-test", write_file(b"h\nbad\n")])
         assert bad.exit_code == 1
-        assert bad.output.index("line 2: x: required") < bad.output.index("line 3: amount: not an amount")
+        # in the console's default language (Chinese), naming line and column
+        assert bad.output.index("第 2 行 · x：必填") < bad.output.index("第 3 行 · amount：不是金额")
         login_as("admin")
         assert 'value="dummy-test"' in client.get("/admin/imports").get_data(as_text=True)
     finally:

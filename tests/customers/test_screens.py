@@ -114,7 +114,8 @@ def test_editing_delivery_wishes_is_audited_and_in_the_contact_history(client, l
     assert event.before["wants_ebill"] is False and event.after["wants_ebill"] is True
     assert event.before["channels"] == ["portal"] and event.after["channels"] == ["portal", "email"]
     contact = db.scalar(select(ContactRecord).where(ContactRecord.customer_id == customer.id))
-    assert contact.actor_id == user.id and contact.details["change"] == "delivery_wishes"
+    assert contact.actor_id == user.id and contact.code == "delivery_wishes"
+    assert contact.params == {"fields": ["wants_ebill", "channels", "email", "attach_pdf"]}
     history = client.get(f"/customers/{customer.id}/history", headers=HX).get_data(as_text=True)
     assert "投递意愿已修改" in history  # rendered from the code in the reader's language, not stored text
     assert "customer.delivery_wishes" in client.get(f"/customers/{customer.id}/audit", headers=HX).get_data(as_text=True)
@@ -170,8 +171,10 @@ def test_recipients_add_edit_deactivate_each_audited_and_in_history(client, logi
     assert actions == ["recipient.add", "recipient.update", "recipient.deactivate"]
     update = db.scalar(select(AuditEvent).where(AuditEvent.action == "recipient.update"))
     assert update.before["address"] == "lina@qq.com" and update.after["address"] == "lina@163.com"
-    summaries = db.scalars(select(ContactRecord.summary).where(ContactRecord.customer_id == customer.id)).all()
-    assert len(summaries) == 3 and all("李娜" in s for s in summaries)
+    records = db.scalars(select(ContactRecord).where(ContactRecord.customer_id == customer.id)
+                         .order_by(ContactRecord.id)).all()
+    assert [r.code for r in records] == ["recipient_added", "recipient_changed", "recipient_deactivated"]
+    assert all(r.params == {"name": "李娜"} for r in records)
 
 
 def test_a_recipient_of_another_customer_is_not_found(client, login_as, make_customer):

@@ -106,7 +106,7 @@ def test_permanent_failure_opens_work_item_for_account_manager(db, make_customer
     assert delivery.status == "failed" and delivery.attempts_made == 1
     item = db.scalars(select(WorkItem).where(WorkItem.delivery_id == delivery.id)).one()
     assert (item.reason, item.assigned_role, item.assigned_user_id) == ("email_failed", "account_manager", manager.id)
-    assert "unknown user" in item.summary
+    assert item.code == "email_failed" and item.params["status"] == "5.1.1" and "unknown user" in item.params["diagnostic"]
     assert item.details["attempts"][0]["diagnostic"].startswith("smtp; 550")
 
 

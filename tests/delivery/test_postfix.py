@@ -111,7 +111,7 @@ def test_failure_after_acceptance_opens_work_item_with_diagnostic(mail_loop):
     session = _session(app)
     item = session.scalars(select(WorkItem).where(WorkItem.delivery_id == delivery_id)).one()
     assert item.reason == "email_failed" and item.assigned_role == "phone_rep"
-    assert "does not exist here" in item.summary
+    assert item.code == "email_failed" and "does not exist here" in item.params["diagnostic"]
     assert item.details["attempts"][0]["status"] == "5.1.1"
     # no resend to the same address, even when the deadline passes
     assert sweep(session, utcnow() + timedelta(days=3), app.config)["resend_queued"] == 0

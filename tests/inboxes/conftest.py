@@ -10,6 +10,7 @@ import pytest
 
 from console.db import utcnow
 from console.models import Bill, Cycle, Delivery, DeliveryAttempt, WorkItem
+from console.models.delivery import WORK_ITEM_EVENTS
 from tests.conftest import PASSWORD
 
 _n = itertools.count(1)
@@ -57,7 +58,8 @@ def build_item(session, customer, *, assigned_role=None, reason="email_failed", 
     item = WorkItem(
         delivery_id=delivery.id, bill_id=bill.id, customer_id=customer.id, reason=reason, assigned_role=role,
         assigned_user_id=customer.account_manager_id if role == "account_manager" else None, status=status,
-        summary=f"E-mail bill failed: {address}", details={"address": address, "attempts": []},
+        code=reason if reason in WORK_ITEM_EVENTS else "legacy", params={"address": address, "status": "5.1.1"},
+        details={"address": address, "attempts": []},
         created_at=utcnow() - timedelta(minutes=age_minutes),
     )
     session.add(item)

@@ -243,7 +243,7 @@ def test_call_outcome_writes_a_contact_record_and_audit(sign_in, make_customer, 
     assert response.status_code == 200 and response.headers.get("HX-Trigger") == "inbox-changed"
     record = db.scalar(select(ContactRecord).where(ContactRecord.customer_id == customer.id))
     assert record.channel == "phone" and record.actor_id == rep.id and record.bill_id == item.bill_id
-    assert record.details["outcome"] == "no_answer" and record.details["note"] == "rang twice"
+    assert record.code == "call" and record.params == {"outcome": "no_answer"} and record.note == "rang twice"
     assert "rang twice" in response.get_data(as_text=True)  # the contact history shows it
     db.expire_all()
     assert db.get(WorkItem, item.id).status == "claimed"  # acting claims the item

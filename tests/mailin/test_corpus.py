@@ -77,13 +77,14 @@ def _check(cdb, case: Case, attempt: DeliveryAttempt, setup_contacts: int, inbou
     reasons = sorted(item.reason for item in items)
     if reasons != ([case.work_item] if case.work_item else []):
         problems.append(f"work items {reasons} != {case.work_item!r}")
-    if case.work_item and items and case.diagnostic and case.diagnostic.lower() not in items[0].summary.lower():
-        problems.append(f"summary lacks {case.diagnostic!r}: {items[0].summary}")
+    said = " ".join(str(v) for v in (items[0].params or {}).values()) if items else ""
+    if case.work_item and items and case.diagnostic and case.diagnostic.lower() not in said.lower():
+        problems.append(f"work item lacks {case.diagnostic!r}: {items[0].params}")
     last = (items[0].details.get("attempts") or [{}])[-1] if items else {}
     if case.work_item == "email_failed" and items and not (last.get("diagnostic") or last.get("status")):
         problems.append("neither a diagnostic nor a status on the attempt")
     if case.work_item == "email_failed" and items and inbound.reason.startswith("text of a non-standard bounce"):
-        if "non-standard bounce" not in items[0].summary:
+        if (items[0].params or {}).get("evidence") != "text":
             problems.append("work item does not say it was read from the text of a bounce")
     records = cdb.scalars(select(ContactRecord).where(ContactRecord.customer_id == delivery.customer_id)
                           .order_by(ContactRecord.id)).all()
@@ -91,9 +92,9 @@ def _check(cdb, case: Case, attempt: DeliveryAttempt, setup_contacts: int, inbou
     key = {"auto_reply": "auto_reply", "complaint": "complaint", "reopened": "reopened_from", "confirmed": "confirmed_by"}
     if case.contact and case.contact != "confirmed" or case.contact == "confirmed" and not case.setup:
         if not any(key[case.contact] in (r.details or {}) for r in new):
-            problems.append(f"no {case.contact} contact record ({[r.summary for r in new]})")
+            problems.append(f"no {case.contact} contact record ({[r.code for r in new]})")
     elif not case.contact and new:
-        problems.append(f"unexpected contact records {[r.summary for r in new]}")
+        problems.append(f"unexpected contact records {[r.code for r in new]}")
     if case.contact == "complaint":
         customer = cdb.get(Customer, delivery.customer_id)
         cdb.refresh(customer)

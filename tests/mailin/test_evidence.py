@@ -12,13 +12,15 @@ from sqlalchemy import select
 from console.db import utcnow
 from console.delivery.intake import mailbox, process_inbound
 from console.delivery.mailin import peer_trusted, start_receiver, trusted_networks
-from console.delivery.status_text import meaning_pair
+from console.delivery.status_text import status_meaning, status_text
 from console.devtools.ports import free_port
 from console.models import ContactRecord, Delivery, WorkItem
 from console.models.customers import Customer
 from console.models.mailin import InboundMessage, InboundReportRecipient
+from console.web.events import work_item_text
 from tests.mailin.conftest import BOUNCE_DOMAIN, report_for, wait_for
 from tests.mailin.corpus import render
+from tests.rendering import en, zh
 
 
 def _intake(db, attempt, raw: bytes, token: str | None = None):  # noqa: ANN001, ANN202
@@ -39,11 +41,13 @@ def test_mailbox_comparison():
     assert mailbox("utf-8; 张三@例子.中国") == "张三@例子.中国"
 
 
-def test_meaning_of_a_status_in_both_languages():
-    assert meaning_pair("5.1.1") == ("永久性失败：收件人地址不存在", "permanent failure: the mailbox does not exist")
-    assert meaning_pair("4.4.7")[1] == "temporary failure: the message was too long in the queue and expired"
-    assert meaning_pair("5.9.99")[1] == "permanent failure"
-    assert meaning_pair("nonsense") is None
+def test_meaning_of_a_status_in_both_languages(app):
+    assert zh(app, status_text, "5.1.1") == "5.1.1 永久性失败：目标邮箱地址不存在"
+    assert en(app, status_text, "5.1.1") == "5.1.1 permanent failure: bad destination mailbox address"
+    assert en(app, status_meaning, "4.4.7") == "temporary failure: delivery time expired"
+    assert en(app, status_meaning, "5.9.99") == "permanent failure"
+    assert en(app, status_meaning, "5.7.123") == "permanent failure: other or undefined security status"
+    assert en(app, status_meaning, "nonsense") == "" and en(app, status_text, "nonsense") == "nonsense"
 
 
 def test_a_confirmation_about_another_address_is_quarantined(db, make_attempt):
@@ -61,7 +65,7 @@ def test_a_confirmation_about_another_address_is_quarantined(db, make_attempt):
     assert result.applied == [(attempt.id, "delivered")]
 
 
-def test_a_failure_naming_a_forwarding_hop_is_applied_and_flagged(db, make_attempt):
+def test_a_failure_naming_a_forwarding_hop_is_applied_and_flagged(app, db, make_attempt):
     attempt = make_attempt("alice@customers.test")
     raw = _corpus("rfc3464-postfix-10-forwarding-hop.eml", attempt)
     result = _intake(db, attempt, raw)
@@ -69,7 +73,9 @@ def test_a_failure_naming_a_forwarding_hop_is_applied_and_flagged(db, make_attem
     db.refresh(attempt)
     assert attempt.reports[-1]["other_address"] == "old.name@forward.test"
     item = db.scalars(select(WorkItem).where(WorkItem.delivery_id == attempt.delivery_id)).one()
-    assert item.details["other_address"] == "old.name@forward.test" and "forwarding hop" in item.summary
+    assert item.details["other_address"] == "old.name@forward.test" == item.params["other_address"]
+    assert "forwarding hop: old.name@forward.test" in en(app, work_item_text, item)
+    assert "可能是转发：old.name@forward.test" in zh(app, work_item_text, item)
 
 
 def test_text_never_confirms(db, make_attempt):
@@ -83,17 +89,18 @@ def test_text_never_confirms(db, make_attempt):
     assert attempt.reports[-1]["evidence"] == "dsn_fields"
 
 
-def test_work_item_shows_the_meaning_in_the_readers_language(client, db, make_attempt, login_as):
+def test_work_item_shows_the_meaning_in_the_readers_language(app, client, db, make_attempt, login_as):
     attempt = make_attempt()
     _intake(db, attempt, _corpus("qmail-01-no-mailbox.eml", attempt))
     item = db.scalars(select(WorkItem).where(WorkItem.delivery_id == attempt.delivery_id)).one()
     assert item.details["evidence"] == "text" and item.details["status"] == "5.1.1"
-    assert "收件人地址不存在" in item.summary and "read from the text of a non-standard bounce" in item.summary
+    assert item.code == "email_failed" and item.params["status"] == "5.1.1" and item.params["evidence"] == "text"
+    assert "read from the text of a non-standard bounce" in en(app, work_item_text, item)
     login_as("admin")
-    zh = client.get(f"/work-items/{item.id}?lang=zh").get_data(as_text=True)
-    assert "永久性失败: 收件人地址不存在" in zh and "从非标准退信的文本中读取" in zh
-    en = client.get(f"/work-items/{item.id}?lang=en").get_data(as_text=True)
-    assert "permanent failure: the mailbox does not exist" in en and "Sorry, no mailbox here by that name" in en
+    page = client.get(f"/work-items/{item.id}?lang=zh").get_data(as_text=True)
+    assert "5.1.1 永久性失败：目标邮箱地址不存在" in page and "从非标准退信的文本中读取" in page
+    page = client.get(f"/work-items/{item.id}?lang=en").get_data(as_text=True)
+    assert "permanent failure: bad destination mailbox address" in page and "Sorry, no mailbox here by that name" in page
 
 
 def test_complaint_is_visible_on_the_customer_and_delivery_pages(client, db, make_attempt, login_as):

@@ -64,7 +64,7 @@ def test_failed_report_opens_work_item_with_diagnostic(db, make_attempt):
     db.refresh(delivery)
     assert delivery.status == "failed"
     item = db.scalars(select(WorkItem).where(WorkItem.delivery_id == delivery.id)).one()
-    assert "Recipient address rejected: User unknown" in item.summary
+    assert "Recipient address rejected: User unknown" in item.params["diagnostic"]
     db.refresh(attempt)
     assert attempt.outcome == "failed" and attempt.status_code == "5.1.1"
 

@@ -194,4 +194,4 @@ def test_smtputf8_global_report_over_smtp(cdb, smtp_to):
     conn.sendmail("", [f"bounces+{attempt.token}@{BOUNCE_DOMAIN}"], raw, mail_options=["SMTPUTF8", "BODY=8BITMIME"])
     assert _status(cdb, attempt) == "failed"
     item = cdb.scalars(select(WorkItem).where(WorkItem.delivery_id == attempt.delivery_id)).one()
-    assert "用户不存在" in item.summary
+    assert "用户不存在" in item.params["diagnostic"] + item.params.get("key_sentence", "")

@@ -82,7 +82,7 @@ def test_fail_pattern_yields_a_failed_report(cdb, sandbox):
     _send(sandbox, attempt, "bounce-me@customers.test")
     assert wait_for(lambda: _delivery(cdb, attempt).status == "failed")
     item = cdb.scalars(select(WorkItem).where(WorkItem.delivery_id == attempt.delivery_id)).one()
-    assert "5.1.1" in item.summary
+    assert item.params["status"] == "5.1.1"
     (block,) = parse_message(cdb.scalars(select(InboundMessage)).one().raw).recipients
     assert (block.action, block.status) == ("failed", "5.1.1") and "User unknown" in block.diagnostic
 

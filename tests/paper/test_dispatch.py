@@ -44,7 +44,11 @@ def test_returned_letter_opens_one_work_item_for_the_account_manager(
     contacts = list(db.scalars(select(ContactRecord).where(ContactRecord.customer_id == customer.id)
                                .order_by(ContactRecord.id)))
     assert [c.channel for c in contacts] == ["paper", "paper"]
-    assert "EMS1234567890" in contacts[0].summary and "returned" in contacts[1].summary
+    assert [c.code for c in contacts] == ["paper_posted", "paper_returned"]
+    assert contacts[0].params == {"bill_no": bill.bill_no, "recipient": delivery.recipient_name,
+                                  "tracking_no": "EMS1234567890"}
+    assert contacts[1].params == {"bill_no": bill.bill_no, "address": delivery.address}
+    assert contacts[1].note == "查无此人"
     assert all(c.bill_id == bill.id and c.actor_id == clerk.id for c in contacts)
     actions = set(db.scalars(select(AuditEvent.action).where(AuditEvent.entity_type == "print_item")))
     assert {"paper.dispatched_post", "paper.returned"} <= actions
