@@ -36,7 +36,6 @@ from sqlalchemy import func, select, text
 
 from console.audit import Actor
 from console.config import child_environment
-from console.db import utcnow
 from console.models import Bill, BillLine, Delivery, DeliveryAttempt
 from console.models.delivery import Channel, DeliveryStatus
 
@@ -59,9 +58,81 @@ def _proc_peak_kb(pid: int) -> int:
     return 0
 
 
+# Who spends the machine's CPU during a stage, by process: the bench's own children are told apart
+# by pid (workers, mail-in); the rest by command name.
+POSTFIX_COMMANDS = {"master", "qmgr", "pickup", "smtpd", "cleanup", "smtp", "local", "bounce", "trivial-rewrite",
+                    "tlsmgr", "anvil", "scache", "proxymap", "verify", "showq", "virtual", "error", "discard"}
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (all cores; /proc/stat without idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _process_cpu(roles: dict[int, str]) -> dict[int, tuple[str, float]]:
+    """Every live process: pid -> (its group, CPU seconds so far)."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            head, tail = (entry / "stat").read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        pid, command = int(entry.name), head.split("(", 1)[1]
+        fields = tail.split()
+        seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        if pid in roles:
+            group = roles[pid]
+        elif pid == os.getpid():
+            group = "bench (publish, checks)"
+        elif command.startswith("postgres"):
+            group = "PostgreSQL"
+        elif command in POSTFIX_COMMANDS:
+            group = "Postfix"
+        elif command.startswith("redis"):
+            group = "Redis"
+        else:
+            group = "other"
+        out[pid] = (group, seconds)
+    return out
+
+
+class CpuShares:
+    """CPU seconds per process group over a stage; processes that ended during it (Postfix's
+    short-lived ones, finished workers) are in the machine's total as "ended processes"."""
+
+    def __init__(self) -> None:
+        self.roles: dict[int, str] = {}
+        self.start = _process_cpu(self.roles)
+        self.busy = _machine_busy_seconds()
+        self.seen: dict[int, tuple[str, float]] = {}
+
+    def name(self, processes: list[subprocess.Popen], role: str) -> None:
+        for p in processes:
+            self.roles[p.pid] = role
+
+    def sample(self) -> None:
+        """Call now and then: the last reading of each process, kept after it ends."""
+        self.seen.update(_process_cpu(self.roles))
+
+    def shares(self) -> dict[str, float]:
+        self.sample()
+        total = _machine_busy_seconds() - self.busy
+        by_group: dict[str, float] = {}
+        for pid, (group, seconds) in self.seen.items():
+            before = self.start.get(pid, (group, 0.0))[1]
+            by_group[group] = by_group.get(group, 0.0) + max(seconds - before, 0.0)
+        by_group["ended processes"] = max(total - sum(by_group.values()), 0.0)
+        return {group: round(100 * seconds / total, 1) for group, seconds in sorted(
+            by_group.items(), key=lambda item: -item[1]) if total and seconds > 0.005 * total}
+
+
 class Stage:
     def __init__(self, name: str, items: str) -> None:
         self.name, self.items = name, items
+        self.cpu_shares = CpuShares()
         self.started = time.perf_counter()
         self.cpu = _children_cpu() + time.process_time()
         self.extra_cpu = 0.0
@@ -75,6 +146,7 @@ class Stage:
             "rate_per_s": round(count / wall, 1) if wall else None,
             "cpu_ms_per_item": round(cpu * 1000 / count, 2) if count else None,
             "peak_mb_one_process": round(self.peak_kb / 1024, 1) if self.peak_kb else None,
+            "machine_cpu_percent_by_process": self.cpu_shares.shares(),
         } | checks
 
 
@@ -83,10 +155,12 @@ def _workers(app: Flask, count: int, env: dict, burst: bool = True) -> list[subp
     return [subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(count)]
 
 
-def _wait_all(processes: list[subprocess.Popen]) -> int:
+def _wait_all(processes: list[subprocess.Popen], stage: Stage | None = None) -> int:
     """Waits; returns the largest peak resident memory (kB) among them (read just before they end)."""
     peak = 0
     while any(p.poll() is None for p in processes):
+        if stage is not None:
+            stage.cpu_shares.sample()
         for p in processes:
             if p.poll() is None:
                 try:
@@ -97,7 +171,8 @@ def _wait_all(processes: list[subprocess.Popen]) -> int:
     return peak
 
 
-def run(app: Flask, customers: int, workers: int, connections: int, wait: float):  # noqa: ANN201
+def run(app: Flask, customers: int, workers: int, connections: int, wait: float,  # noqa: ANN201
+        publish_part: int = 10_000):
     from console.billing import cycles
     from console.billing.demo import seed_billing_demo
     from console.billing.settings import billing_settings
@@ -150,7 +225,9 @@ def run(app: Flask, customers: int, workers: int, connections: int, wait: float)
             chunks = cycles.start_run(session, period, Actor.cli(), int(app.config["CYCLE_CHUNK_SIZE"]))
             session.commit()
         stage = Stage("generate", "bills")
-        stage.peak_kb = _wait_all(_workers(app, workers, env))
+        generators = _workers(app, workers, env)
+        stage.cpu_shares.name(generators, "Billpost workers")
+        stage.peak_kb = _wait_all(generators, stage)
         with factory() as session:
             report = cycles.cycle_report(session, period)
             bills = report["bills"]
@@ -164,16 +241,32 @@ def run(app: Flask, customers: int, workers: int, connections: int, wait: float)
         rows.append(stage.end(bills, chunks=len(chunks), status=report["status"], generated_twice=twice))
         yield json.dumps(rows[-1], ensure_ascii=False)
 
-        # -- 2. publish
-        from console.delivery.publish import publish_and_queue
+        # -- 2. publish, in parts of PUBLISH_PART bills: one transaction each (console.billing.cycles)
+        from console import outbox
+        from console.queues import get_redis
 
+        redis = get_redis(app)
+        redis_before = redis.info("memory")["used_memory"]
         stage = Stage("publish", "bills")
+        result = {"email": 0, "paper": 0, "send_jobs": 0}
+        longest_part = 0.0
         with factory() as session:
-            result = publish_and_queue(session, cycle_id, Actor.cli(), utcnow(), app.config)
-            session.commit()
+            part_started = time.perf_counter()
+            for part in cycles.publish_in_parts(session, period, Actor.cli(), app.config, publish_part):
+                session.commit()
+                if outbox.handed_over(session) is None:
+                    raise click.ClickException("Redis refused the send jobs")
+                for key in result:
+                    result[key] += part[key]
+                longest_part = max(longest_part, time.perf_counter() - part_started)
+                part_started = time.perf_counter()
         stage.peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        redis_bytes = redis.info("memory")["used_memory"] - redis_before
         rows.append(stage.end(bills, email_deliveries=result["email"], paper_deliveries=result["paper"],
-                              send_jobs=result["send_jobs"]))
+                              send_jobs=result["send_jobs"], part_size=publish_part,
+                              longest_part_transaction_s=round(longest_part, 2),
+                              redis_mb_per_million_queued_ids=round(redis_bytes / result["email"], 1)
+                              if result["email"] else None))
         yield json.dumps(rows[-1], ensure_ascii=False)
 
         # -- 3. send, with the reports received while sending
@@ -183,6 +276,8 @@ def run(app: Flask, customers: int, workers: int, connections: int, wait: float)
         mailin_cpu = _proc_cpu(mailin.pid)
         stage = Stage("send", "e-mails")
         senders = _workers(app, workers, env, burst=False)
+        stage.cpu_shares.name(senders, "Billpost workers (send)")
+        stage.cpu_shares.name([mailin], "Billpost mail-in")
         emails = result["email"]
         deadline = time.monotonic() + wait
         confirmed = 0
@@ -197,6 +292,7 @@ def run(app: Flask, customers: int, workers: int, connections: int, wait: float)
                     peak = max(peak, _proc_peak_kb(p.pid))
                 except OSError:
                     pass
+            stage.cpu_shares.sample()
             if confirmed >= emails:
                 break
             time.sleep(1)
@@ -222,7 +318,9 @@ def run(app: Flask, customers: int, workers: int, connections: int, wait: float)
                                               key_accounts_only=app.config["PAPER_KEY_ACCOUNTS_ONLY"])
             batches.queue_rendering(session, gathered.batch_ids)
             session.commit()
-        stage.peak_kb = _wait_all(_workers(app, workers, env))
+        printers = _workers(app, workers, env)
+        stage.cpu_shares.name(printers, "Billpost workers")
+        stage.peak_kb = _wait_all(printers, stage)
         from console.models.paper import BatchStatus, PrintBatch
 
         with factory() as session:
@@ -235,6 +333,10 @@ def run(app: Flask, customers: int, workers: int, connections: int, wait: float)
             yield (f"  {row['stage']:<9} {row['items']:>10,} {row['unit']:<11} {row['wall_s']:>8.1f} s "
                    f"{row['rate_per_s'] or 0:>9,.1f}/s  {row['cpu_ms_per_item'] or 0:>7.2f} ms CPU/item  "
                    f"peak {row['peak_mb_one_process'] or 0:>6.1f} MB")
+        yield "machine CPU by process (% of the busy time of the stage):"
+        for row in rows:
+            yield f"  {row['stage']:<9} " + ", ".join(
+                f"{group} {share:.0f} %" for group, share in row["machine_cpu_percent_by_process"].items())
     finally:
         if mailin is not None:
             mailin.terminate()
@@ -248,9 +350,10 @@ def run(app: Flask, customers: int, workers: int, connections: int, wait: float)
 @click.option("--workers", default=2, show_default=True, help="Worker processes for each stage.")
 @click.option("--connections", default=1, show_default=True, help="SMTP connections per send job.")
 @click.option("--wait", default=3600.0, show_default=True, help="Seconds the send stage may take.")
+@click.option("--publish-part", default=10_000, show_default=True, help="Bills per publishing transaction.")
 @with_appcontext
-def bench_loop(customers: int, workers: int, connections: int, wait: float) -> None:
+def bench_loop(customers: int, workers: int, connections: int, wait: float, publish_part: int) -> None:
     """The whole loop on PostgreSQL (an empty scratch DATABASE_URL): generate, publish, send with DSN
     reports received, print; per stage wall time, rate, CPU per item, peak memory, and the checks."""
-    for line in run(current_app._get_current_object(), customers, workers, connections, wait):
+    for line in run(current_app._get_current_object(), customers, workers, connections, wait, publish_part):
         click.echo(line)

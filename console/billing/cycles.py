@@ -7,7 +7,7 @@ attempts and last error; RQ job ids are deterministic pointers (`billing-<period
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import date, datetime
 
 from rq import Retry
@@ -20,7 +20,7 @@ from console.billing import dates
 from console.billing.generation import generate_chunk, period_bounds
 from console.db import utcnow
 from console.delivery.counts import delivery_counts
-from console.delivery.publish import publish_and_queue
+from console.delivery.publish import publish_and_queue, unpublished_ranges
 from console.models import Customer, ServicePoint
 from console.models.billing import Bill, ChunkStatus, Cycle, CycleChunk, CycleStatus
 
@@ -248,8 +248,24 @@ def publish(
         raise CycleError(f"cycle {period} is {cycle.status}: generate it completely first")
     now = now or utcnow()
     today = dates.local_today(config["BABEL_DEFAULT_TIMEZONE"], now)
-    redated = dates.redate_for_publish(session, cycle.id, today, int(config["MIN_PAYMENT_DAYS"]))
+    redated = dates.redate_for_publish(session, cycle.id, today, int(config["MIN_PAYMENT_DAYS"]), bill_ids)
     if redated:
         record_audit(session, actor, "cycle.redate", "cycle", cycle.id, after={"bills": redated,
                                                                              "issued": today.isoformat()})
     return publish_and_queue(session, cycle.id, actor, now, config, bill_ids)
+
+
+def publish_in_parts(
+    session: Session, period: str, actor: Actor, config: Mapping, part_size: int, now: datetime | None = None
+) -> Iterator[dict]:
+    """Publish a large cycle `part_size` bills at a time: yields each part's result (with `part`,
+    `parts` and the part's `bill_ids`) and the caller commits before asking for the next, so no
+    transaction holds a million rows' locks, and a run stopped halfway goes on with the bills still
+    unpublished (nothing twice: the bills published, their deliveries and jobs are keyed)."""
+    cycle = get_cycle(session, parse_period(period))
+    if cycle is None:
+        raise CycleError(f"no cycle {period}")
+    ranges = unpublished_ranges(session, cycle.id, part_size)
+    for number, bill_ids in enumerate(ranges, start=1):
+        result = publish(session, period, actor, config, now, bill_ids)
+        yield result | {"part": number, "parts": len(ranges), "bill_ids": bill_ids}

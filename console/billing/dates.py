@@ -52,14 +52,20 @@ def redated(issue: date, due: date, today: date, min_days: int) -> tuple[date, d
     return max(issue, today), latest
 
 
-def redate_for_publish(session: Session, cycle_id: int, today: date, min_days: int) -> int:
-    """Before a cycle's bills are published on `today`: every bill not yet published that would leave
-    the customer less than MIN_PAYMENT_DAYS is issued today and due MIN_PAYMENT_DAYS later (one
-    conditional UPDATE; `redated` is the same rule for one bill). Returns the bills re-dated."""
+def redate_for_publish(
+    session: Session, cycle_id: int, today: date, min_days: int, bill_ids: tuple[int, int] | None = None
+) -> int:
+    """Before a cycle's bills (first..last, when given) are published on `today`: every bill not yet
+    published that would leave the customer less than MIN_PAYMENT_DAYS is issued today and due
+    MIN_PAYMENT_DAYS later (one conditional UPDATE; `redated` is the same rule for one bill). Returns
+    the bills re-dated."""
     latest = today + timedelta(days=min_days)
+    late = [Bill.cycle_id == cycle_id, Bill.status == BillStatus.GENERATED, Bill.due_date < latest]
+    if bill_ids is not None:
+        late.append(Bill.id.between(*bill_ids))
     result = session.execute(
         update(Bill)
-        .where(Bill.cycle_id == cycle_id, Bill.status == BillStatus.GENERATED, Bill.due_date < latest)
+        .where(*late)
         .values(bill_date=case((Bill.bill_date < today, today), else_=Bill.bill_date), due_date=latest,
                 pdf_path=None)
         .execution_options(synchronize_session=False)

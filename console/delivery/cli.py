@@ -28,31 +28,28 @@ def delivery_group() -> None:
 @with_appcontext
 def publish_command(period: str, chunk_size: int) -> None:
     """Publish the cycle PERIOD's bills, write their deliveries and queue the e-mail send jobs."""
-    from sqlalchemy import select
-
     from console import outbox
     from console.billing import cycles
     from console.db import utcnow
-    from console.delivery.publish import unpublished_ranges
-    from console.models import Cycle
 
     with _session() as session:
-        cycle = session.scalars(select(Cycle).where(Cycle.period == period)).first()
-        if cycle is None:
-            raise click.ClickException(f"no cycle {period}")
-        ranges = unpublished_ranges(session, cycle.id, chunk_size) if chunk_size > 0 else [None]
-        for number, bill_ids in enumerate(ranges or [None], start=1):
-            try:  # the billing domain's publish: it re-dates late bills, then hands them to delivery
-                result = cycles.publish(session, period, Actor.cli(), current_app.config, utcnow(), bill_ids)
-            except ValueError as exc:  # CycleError, or the delivery domain's PublishError
-                raise click.ClickException(str(exc)) from None
-            session.commit()
-            result["send_jobs_queued"] = outbox.handed_over(session)
+        try:  # the billing domain's publish: it re-dates late bills, then hands them to delivery
             if chunk_size > 0:
-                click.echo(f"part {number}/{len(ranges)}: bills {bill_ids[0]}..{bill_ids[1]}, "
-                           f"{result['email']} e-mails, {result['bills_left']} bills left" if bill_ids else
-                           "nothing left to publish")
-    click.echo(json.dumps(result, ensure_ascii=False))
+                result, queued = {"bills_left": 0}, 0
+                for result in cycles.publish_in_parts(session, period, Actor.cli(), current_app.config, chunk_size):
+                    session.commit()
+                    queued += outbox.handed_over(session) or 0
+                    first, last = result["bill_ids"]
+                    click.echo(f"part {result['part']}/{result['parts']}: bills {first}..{last}, "
+                               f"{result['email']} e-mails, {result['bills_left']} bills left")
+                result["send_jobs_queued"] = queued
+            else:
+                result = cycles.publish(session, period, Actor.cli(), current_app.config, utcnow())
+                session.commit()
+                result["send_jobs_queued"] = outbox.handed_over(session)
+        except ValueError as exc:  # CycleError, or the delivery domain's PublishError
+            raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(result, ensure_ascii=False, default=str))
 
 
 @delivery_group.command("send-queued")
