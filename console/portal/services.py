@@ -156,8 +156,8 @@ def request_code(
             created_at=now,
         )
     )
-    code = ContactEvent.PORTAL_REGISTRATION_CODE if purpose == "register" else ContactEvent.PORTAL_RESET_CODE
-    record_contact(session, customer.id, "email", code, Actor.system())
+    event = ContactEvent.PORTAL_REGISTRATION_CODE if purpose == "register" else ContactEvent.PORTAL_RESET_CODE
+    record_contact(session, customer.id, "email", event, Actor.system())
     session.flush()
     return Outgoing("code", purpose, customer.email, customer.id, code)
 
