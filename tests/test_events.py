@@ -9,6 +9,7 @@ import re
 import pytest
 from sqlalchemy import select
 
+from console.db import utcnow
 from console.delivery.status_text import CLASSES, MEANINGS, status_text
 from console.models import AuditEvent, ContactRecord
 from console.models.customers import ContactEvent
@@ -136,3 +137,17 @@ def test_the_customer_page_audit_trail_shows_labels_and_readable_values(client, 
     assert "新增账单接收人：租户 王芳" in history and "投递意愿已修改：需要电子账单、投递渠道、电子邮件" in history
     records = db.scalars(select(ContactRecord).where(ContactRecord.customer_id == customer.id)).all()
     assert {r.code for r in records} == {"delivery_wishes", "recipient_added"}
+
+
+def test_cycle_refusals_are_in_the_readers_language(app, db):
+    from console.audit import Actor
+    from console.billing import cycles
+    from console.delivery.publish import PublishError, publish_and_queue
+
+    with pytest.raises(cycles.CycleError) as no_cycle:
+        cycles.start_run(db, "2031-01", Actor.system(), 100)
+    with pytest.raises(PublishError) as not_generated:
+        publish_and_queue(db, cycles.open_cycle(db, "2031-02", Actor.system()).id, Actor.system(), utcnow(), app.config)
+    assert zh(app, str, no_cycle.value) == "没有 2031-01 账期：请先开启账期。"
+    assert en(app, str, no_cycle.value) == "There is no cycle 2031-01: open it first."
+    assert zh(app, str, not_generated.value) == "2031-02 账期尚未全部生成：只有已生成的账期才能发布。"

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
 
+from flask_babel import lazy_gettext as _l
 from rq import Retry
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -35,7 +36,7 @@ class CycleError(ValueError):
 
 def parse_period(period: str) -> str:
     if not PERIOD_RE.match(period or ""):
-        raise CycleError(f"not a period (YYYY-MM): {period!r}")
+        raise CycleError(_l("Not a period (YYYY-MM): %(period)s", period=str(period)))
     return period
 
 
@@ -55,7 +56,7 @@ def open_cycle(
     start, end = period_bounds(period)
     bill_date = bill_date or dates.default_bill_date(start, end, today or date.today())
     if bill_date < start:
-        raise CycleError(f"bill date {bill_date} is before the period {period}")
+        raise CycleError(_l("The bill date %(date)s is before the period %(period)s.", date=str(bill_date), period=period))
     cycle = Cycle(period=period, bill_date=bill_date, status=CycleStatus.OPEN, opened_by_id=actor.user_id)
     session.add(cycle)
     session.flush()
@@ -97,9 +98,9 @@ def start_run(
     the rows are the promise). `only_retries`: just the chunks that ran before and failed."""
     cycle = get_cycle(session, parse_period(period))
     if cycle is None:
-        raise CycleError(f"no cycle {period}: open it first")
+        raise CycleError(_l("There is no cycle %(period)s: open it first.", period=period))
     if cycle.status == CycleStatus.PUBLISHED:
-        raise CycleError(f"cycle {period} is already published")
+        raise CycleError(_l("The cycle %(period)s is already published.", period=period))
     chunks = plan_chunks(session, cycle, chunk_size)
     todo = [c for c in chunks if c.status != ChunkStatus.DONE and (retry_failed or c.status != ChunkStatus.FAILED)]
     for chunk in todo:
@@ -211,7 +212,7 @@ def cycle_report(session: Session, period: str) -> dict:
     """The cycle's counts as a dict, with the delivery domain's e-mail counts."""
     cycle = get_cycle(session, parse_period(period))
     if cycle is None:
-        raise CycleError(f"no cycle {period}")
+        raise CycleError(_l("There is no cycle %(period)s.", period=period))
     by_type = dict(
         session.execute(select(Bill.bill_type, func.count()).where(Bill.cycle_id == cycle.id).group_by(Bill.bill_type)).all()
     )
@@ -243,9 +244,9 @@ def publish(
     commit), re-dating first any bill that would leave the customer too little time to pay."""
     cycle = get_cycle(session, parse_period(period))
     if cycle is None:
-        raise CycleError(f"no cycle {period}")
+        raise CycleError(_l("There is no cycle %(period)s.", period=period))
     if cycle.status not in (CycleStatus.GENERATED, CycleStatus.PUBLISHED):
-        raise CycleError(f"cycle {period} is {cycle.status}: generate it completely first")
+        raise CycleError(_l("The cycle %(period)s is not completely generated: generate it first.", period=period))
     now = now or utcnow()
     today = dates.local_today(config["BABEL_DEFAULT_TIMEZONE"], now)
     redated = dates.redate_for_publish(session, cycle.id, today, int(config["MIN_PAYMENT_DAYS"]), bill_ids)
@@ -264,7 +265,7 @@ def publish_in_parts(
     unpublished (nothing twice: the bills published, their deliveries and jobs are keyed)."""
     cycle = get_cycle(session, parse_period(period))
     if cycle is None:
-        raise CycleError(f"no cycle {period}")
+        raise CycleError(_l("There is no cycle %(period)s.", period=period))
     ranges = unpublished_ranges(session, cycle.id, part_size)
     for number, bill_ids in enumerate(ranges, start=1):
         result = publish(session, period, actor, config, now, bill_ids)

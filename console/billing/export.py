@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import IO
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -35,7 +36,7 @@ LINE_COLUMNS = ("line_no", "line_point_no", "line_kind", "line_description", "li
 def iter_bills(session: Session, period: str) -> Iterator[dict]:
     cycle = get_cycle(session, period)
     if cycle is None:
-        raise CycleError(f"no cycle {period}")
+        raise CycleError(_l("There is no cycle %(period)s.", period=period))
     last_id = 0
     while True:
         rows = session.execute(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -59,9 +60,10 @@ def publish_cycle(
     (someone must correct it), never a send."""
     cycle = session.get(Cycle, cycle_id)
     if cycle is None:
-        raise PublishError(f"no cycle {cycle_id}")
+        raise PublishError(_l("There is no cycle %(period)s.", period=str(cycle_id)))
     if cycle.status not in PUBLISHABLE:
-        raise PublishError(f"cycle {cycle.period} is {cycle.status}; only generated cycles can be published")
+        raise PublishError(_l("The cycle %(period)s is not completely generated: only a generated cycle can be published.",
+                              period=cycle.period))
     before = {"status": cycle.status}
 
     in_range = (Bill.id.between(*bill_ids),) if bill_ids else ()

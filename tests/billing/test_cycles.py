@@ -237,7 +237,7 @@ def test_export_csv_is_one_row_per_line_with_safe_cells(runner, generated, tmp_p
 
 def test_export_of_an_unknown_cycle_fails_cleanly(runner, db):
     result = runner.invoke(args=["bills", "export", "2030-01"])
-    assert result.exit_code != 0 and "no cycle 2030-01" in result.output
+    assert result.exit_code != 0 and "2030-01" in result.output and "账期" in result.output
 
 
 def test_publish_hands_the_generated_cycle_to_delivery(runner, db, redis_conn, generated):
