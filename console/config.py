@@ -55,6 +55,8 @@ def from_environment(env: Mapping[str, str] = os.environ) -> dict:
         "REMEMBER_COOKIE_HTTPONLY": True,
         "PERMANENT_SESSION_LIFETIME": timedelta(hours=int(env.get("SESSION_HOURS", "12"))),
         "WTF_CSRF_TIME_LIMIT": int(env.get("CSRF_SECONDS", str(12 * 3600))),
+        # How long an in-page confirmation of an irreversible action stays valid (console/web/confirm.py).
+        "CONFIRM_TOKEN_MINUTES": int(env.get("CONFIRM_TOKEN_MINUTES", "60")),
         "BABEL_DEFAULT_LOCALE": env.get("DEFAULT_LOCALE", "zh"),
         "BABEL_DEFAULT_TIMEZONE": env.get("DISPLAY_TIMEZONE", "Asia/Shanghai"),
         "LANGUAGES": ["zh", "en"],

@@ -87,6 +87,22 @@ def plan_chunks(session: Session, cycle: Cycle, chunk_size: int) -> list[CycleCh
     return existing + rows
 
 
+def run_preview(session: Session, cycle: Cycle, chunk_size: int) -> dict[str, int]:
+    """What `start_run` would do now, without doing it: the customers of the chunks not done yet and
+    those added since the last chunk (chunks of their own), and the generation jobs that makes. No
+    job: nothing to run (the cycle page offers no "run" then)."""
+    if cycle.status == CycleStatus.PUBLISHED:
+        return {"customers": 0, "jobs": 0}
+    jobs, customers = session.execute(
+        select(func.count(CycleChunk.id), func.coalesce(func.sum(CycleChunk.customers), 0))
+        .where(CycleChunk.cycle_id == cycle.id, CycleChunk.status != ChunkStatus.DONE)
+    ).one()
+    after = session.scalar(select(func.max(CycleChunk.last_customer_id)).where(CycleChunk.cycle_id == cycle.id)) or 0
+    new = session.scalar(select(func.count(Customer.id)).where(
+        Customer.id.in_(select(ServicePoint.customer_id)), Customer.id > after)) or 0
+    return {"customers": int(customers) + new, "jobs": int(jobs) + -(-new // max(chunk_size, 1))}
+
+
 def job_id(period: str, chunk_no: int) -> str:
     return f"billing-{period}-{chunk_no}"
 

@@ -16,8 +16,9 @@ from console.db import utcnow
 from console.delivery.counts import sending_progress
 from console.extensions import db
 from console.models import ROLES, Customer, ServicePoint
-from console.models.billing import Bill, Campaign, Cycle, CycleStatus
+from console.models.billing import Bill, BillStatus, Campaign, Cycle, CycleStatus
 from console.models.customers import CUSTOMER_TYPES
+from console.web import confirm
 from console.web.auth import guard_blueprint
 from console.web.htmx import is_fragment_request, render_page_or_fragment
 from console.web.lookups import cycle_or_404
@@ -29,6 +30,7 @@ PAGE = 50
 ADMIN_ONLY = {
     "billing.cycles_page", "billing.open_cycle", "billing.cycle_page", "billing.cycle_progress", "billing.run_cycle",
     "billing.retry_cycle", "billing.publish_cycle", "billing.review_page", "billing.campaigns_page", "billing.new_campaign",
+    "billing.run_cycle_confirm", "billing.publish_cycle_confirm",
     "billing.create_campaign", "billing.edit_campaign", "billing.update_campaign",
 }
 
@@ -138,7 +140,8 @@ def open_cycle():
 
 def _progress_context(cycle: Cycle) -> dict:
     return {"cycle": cycle, "progress": cycles.progress(db(), cycle),
-            "bills": db().scalar(select(func.count()).select_from(Bill).where(Bill.cycle_id == cycle.id))}
+            "bills": db().scalar(select(func.count()).select_from(Bill).where(Bill.cycle_id == cycle.id)),
+            "to_run": cycles.run_preview(db(), cycle, int(current_app.config["CYCLE_CHUNK_SIZE"]))}
 
 
 @bp.route("/cycles/<period>")
@@ -168,7 +171,24 @@ def _run(period: str, retry_only: bool = False):  # noqa: ANN202
     return render_page_or_fragment("billing/cycle.html", "billing/_progress.html", **context), (422 if error else 200)
 
 
-@bp.route("/cycles/<period>/run", methods=["POST"])
+def _ask_run(period: str) -> confirm.Confirmation:
+    cycle = cycle_or_404(period)
+    to_run = cycles.run_preview(db(), cycle, int(current_app.config["CYCLE_CHUNK_SIZE"]))
+    if not to_run["jobs"] or cycles.progress(db(), cycle)["running"]:
+        raise confirm.Refused(_("There is nothing to generate in this cycle now."))
+    facts = [_("Bills of %(period)s are generated for %(customers)s customers, in %(jobs)s jobs.", period=period,
+               customers=confirm.figure(to_run["customers"]), jobs=confirm.figure(to_run["jobs"]))]
+    if cycle.status == CycleStatus.GENERATED:
+        facts.append(_("Bills already generated are not generated again."))
+    facts.append(_("Nothing is sent yet: publishing comes after the review."))
+    return confirm.Confirmation(
+        action=url_for("billing.run_cycle", period=period), question=_("Run cycle %(period)s?", period=period),
+        facts=facts, button=_("Confirm: run"), back=url_for("billing.cycle_page", period=period),
+        target="#cycle-progress",
+    )
+
+
+@confirm.confirmed(bp, "/cycles/<period>/run", ask=_ask_run)
 def run_cycle(period: str):
     return _run(period)
 
@@ -191,12 +211,51 @@ def _review(cycle: Cycle) -> review.Review:
                                today=dates.local_today(config["BABEL_DEFAULT_TIMEZONE"]))
 
 
-@bp.route("/cycles/<period>/publish", methods=["POST"])
+def publish_confirmation(cycle: Cycle, figures: review.Review | None = None) -> confirm.Confirmation:
+    """The in-page confirmation of publishing, with the review's figures (billing/review.py) — what the
+    review page shows in its box; `figures`: the review already computed for the page."""
+    figures = figures or _review(cycle)
+    f = confirm.figure
+    facts = [_("E-bills will be sent to %(addresses)s recipients (%(emails)s e-mails).",
+               addresses=f(figures.email_addresses), emails=f(figures.emails)),
+             _("%(bills)s bills go on the customer web page.", bills=f(figures.to_publish))]
+    if figures.paper_letters:
+        facts.append(_("%(copies)s paper copies (%(letters)s letters) are queued for printing.",
+                       copies=f(figures.paper_copies), letters=f(figures.paper_letters)))
+    if figures.redate_on_publish:
+        facts.append(_("%(n)s bills are re-dated: issued today, with the minimum time to pay.",
+                       n=f(figures.redate_on_publish)))
+    warning = _("This cannot be undone.")
+    if figures.exception_bills:
+        warning = _("%(n)s bills are listed as exceptions on the review page. This cannot be undone.",
+                    n=f(figures.exception_bills))
+    return confirm.Confirmation(
+        action=url_for("billing.publish_cycle", period=cycle.period),
+        question=_("Publish cycle %(period)s?", period=cycle.period), facts=facts, warning=warning,
+        button=_("Confirm: publish"), back=url_for("billing.review_page", period=cycle.period),
+    )
+
+
+def _ask_publish(period: str) -> confirm.Confirmation:
+    cycle = cycle_or_404(period)
+    figures = _review(cycle)
+    if cycle.status == CycleStatus.PUBLISHED and not figures.to_publish:
+        raise confirm.Refused(_("This cycle is published already."))
+    if cycle.status not in (CycleStatus.GENERATED, CycleStatus.PUBLISHED):
+        raise confirm.Refused(_("The cycle can be published once all its bills are generated."))
+    return publish_confirmation(cycle, figures)
+
+
+@confirm.confirmed(bp, "/cycles/<period>/publish", ask=_ask_publish)
 def publish_cycle(period: str):
     """From the review page (a form): to the cycle page, where the sending shows; from htmx: the
-    progress fragment."""
+    progress fragment. A published cycle with no bill left to publish: already done (nothing queued again)."""
     cycle = cycle_or_404(period)
     session = db()
+    if cycle.status == CycleStatus.PUBLISHED and not session.scalar(
+        select(func.count(Bill.id)).where(Bill.cycle_id == cycle.id, Bill.status != BillStatus.PUBLISHED)
+    ):
+        return confirm.already_done(url_for("billing.cycle_page", period=period))
     error = None
     try:
         cycles.publish(session, period, _actor(), current_app.config)

@@ -17,6 +17,7 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from console.audit import Actor
@@ -24,6 +25,7 @@ from console.csvimport import safe_cell
 from console.customers import services
 from console.extensions import db
 from console.models import ROLES
+from console.web import confirm
 from console.web.auth import guard_blueprint
 from console.web.htmx import is_fragment_request, render_page_or_fragment
 
@@ -43,6 +45,12 @@ def _actor() -> Actor:
 
 def _paper_rule() -> bool:
     return bool(current_app.config["PAPER_KEY_ACCOUNTS_ONLY"])
+
+
+@bp.app_template_global("paper_offered")
+def _paper_offered(customer) -> bool:  # noqa: ANN001
+    """Whether the forms offer paper to this customer (the rule that refuses it, PAPER_KEY_ACCOUNTS_ONLY)."""
+    return services.paper_offered(customer, _paper_rule())
 
 
 def _customer_or_404(customer_id: int):  # noqa: ANN202
@@ -316,11 +324,34 @@ def update_recipient(customer_id: int, recipient_id: int):
     return _changed("customers/_recipients.html", _customer_or_404(customer_id))
 
 
-@bp.route("/<int:customer_id>/recipients/<int:recipient_id>/active", methods=["POST"])
+def _ask_deactivate_recipient(customer_id: int, recipient_id: int) -> confirm.Confirmation:
+    customer = _customer_or_404(customer_id)
+    recipient = _recipient_or_404(customer, recipient_id)
+    if not recipient.active:
+        raise confirm.Refused(_("This recipient is already inactive."))
+    from console.web.labels import label
+
+    facts = [_("%(name)s (%(channel)s: %(address)s) will no longer receive the bills of %(customer)s, from the "
+               "next publishing on.", name=recipient.name, channel=label("channel", recipient.channel),
+               address=recipient.address, customer=customer.name)]
+    if recipient.channel == "paper" and recipient.copies > 1:
+        facts.append(_("That is %(copies)s paper copies fewer of each bill.", copies=recipient.copies))
+    facts.append(_("Bills already sent or on their way are not changed. The recipient can be reactivated later."))
+    return confirm.Confirmation(
+        action=url_for("customers.set_recipient_active", customer_id=customer.id, recipient_id=recipient.id),
+        question=_("Deactivate the recipient %(name)s?", name=recipient.name), facts=facts,
+        button=_("Confirm: deactivate"), back=url_for("customers.show", customer_id=customer.id),
+        target="#recipients", fields={"active": "0"},
+    )
+
+
+@confirm.confirmed(bp, "/<int:customer_id>/recipients/<int:recipient_id>/active", ask=_ask_deactivate_recipient,
+                   needed=lambda: request.values.get("active") != "1")
 def set_recipient_active(customer_id: int, recipient_id: int):
     customer = _customer_or_404(customer_id)
     recipient = _recipient_or_404(customer, recipient_id)
-    services.set_recipient_active(db(), customer, recipient, _actor(), request.form.get("active") == "1")
+    if not services.set_recipient_active(db(), customer, recipient, _actor(), request.form.get("active") == "1"):
+        return confirm.already_done(url_for("customers.show", customer_id=customer.id))
     db().commit()
     return _changed("customers/_recipients.html", _customer_or_404(customer_id))
 
@@ -335,6 +366,7 @@ def _collective_context(customer, **extra):  # noqa: ANN001, ANN003, ANN202
     return {
         "pins": services.collective_pins(db(), customer.id),
         "can_set_collective": current_user.has_role(*FLAG_ROLES),
+        "can_start_collective": services.can_start_collective(customer),
         "today": date.today(),
         "can_pin": current_user.has_role(*PIN_ROLES),
         "collective_errors": {},
@@ -359,18 +391,39 @@ def collective(customer_id: int):
     return render_template("customers/_collective.html", customer=customer, **_collective_context(customer))
 
 
-@bp.route("/<int:customer_id>/collective", methods=["POST"])
+def _ask_stop_collective(customer_id: int) -> confirm.Confirmation:
+    if not current_user.has_role(*FLAG_ROLES):
+        abort(403)
+    customer = _customer_or_404(customer_id)
+    if not customer.collective_billing:
+        raise confirm.Refused(_("Collective billing is already off for this customer."))
+    points = services.point_count(db(), customer.id)
+    return confirm.Confirmation(
+        action=url_for("customers.save_collective", customer_id=customer.id),
+        question=_("Stop collective billing for %(customer)s?", customer=customer.name),
+        facts=[_("The %(points)s service points of %(customer)s will be billed each on its own bill again, from the "
+                 "next cycle not yet generated.", points=confirm.figure(points), customer=customer.name),
+               _("Bills already generated stay as they are.")],
+        button=_("Confirm: stop collective billing"), back=url_for("customers.show", customer_id=customer.id),
+        target="#collective", fields={"collective_billing": "0"},
+    )
+
+
+@confirm.confirmed(bp, "/<int:customer_id>/collective", ask=_ask_stop_collective,
+                   needed=lambda: request.values.get("collective_billing") != "1")
 def save_collective(customer_id: int):
     if not current_user.has_role(*FLAG_ROLES):
         abort(403)
     customer = _customer_or_404(customer_id)
     try:
         since = services.parse_since(request.form.get("since", ""))
-        services.set_collective_billing(db(), customer, _actor(), request.form.get("collective_billing") == "1",
-                                        date.today(), since)
+        changed = services.set_collective_billing(db(), customer, _actor(),
+                                                  request.form.get("collective_billing") == "1", date.today(), since)
     except services.FormInvalid as invalid:
         db().rollback()
         return _collective_fragment(_customer_or_404(customer_id), 422, collective_errors=invalid.errors)
+    if not changed and request.form.get("collective_billing") != "1":
+        return confirm.already_done(url_for("customers.show", customer_id=customer.id))
     db().commit()
     return _collective_fragment(customer)
 
@@ -390,7 +443,25 @@ def add_pin(customer_id: int):
     return _collective_fragment(customer)
 
 
-@bp.route("/<int:customer_id>/collective/pins/<int:pin_id>/delete", methods=["POST"])
+def _ask_remove_pin(customer_id: int, pin_id: int) -> confirm.Confirmation:
+    if not current_user.has_role(*PIN_ROLES):
+        abort(403)
+    customer = _customer_or_404(customer_id)
+    pin = next((p for p in services.collective_pins(db(), customer.id) if p.id == pin_id), None)
+    if pin is None:
+        abort(404)
+    kind = _("billed together") if pin.kind == "together" else _("billed apart")
+    return confirm.Confirmation(
+        action=url_for("customers.remove_pin", customer_id=customer.id, pin_id=pin_id),
+        question=_("Remove the pin of %(a)s and %(b)s?", a=pin.point_a, b=pin.point_b),
+        facts=[_("%(a)s and %(b)s are no longer %(kind)s: from the next cycle not yet generated they are grouped by "
+                 "their read dates.", a=pin.point_a, b=pin.point_b, kind=kind)],
+        button=_("Confirm: remove the pin"), back=url_for("customers.show", customer_id=customer.id),
+        target="#collective",
+    )
+
+
+@confirm.confirmed(bp, "/<int:customer_id>/collective/pins/<int:pin_id>/delete", ask=_ask_remove_pin)
 def remove_pin(customer_id: int, pin_id: int):
     if not current_user.has_role(*PIN_ROLES):
         abort(403)

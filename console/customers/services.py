@@ -308,6 +308,12 @@ def _paper_check(customer: Customer, paper_key_accounts_only: bool) -> str | Non
     return None if paper_allowed(customer, paper_key_accounts_only) else PAPER_REFUSED
 
 
+def paper_offered(customer: Customer, paper_key_accounts_only: bool) -> bool:
+    """May the screens offer paper (a channel, a paper recipient) to this customer? The same rule that
+    refuses it (PAPER_KEY_ACCOUNTS_ONLY), so no form offers what its save would refuse."""
+    return _paper_check(customer, paper_key_accounts_only) is None
+
+
 def _wishes(customer: Customer) -> dict:
     return {
         "wants_ebill": customer.wants_ebill,
@@ -572,6 +578,12 @@ def _collective(customer: Customer) -> dict:
     return {"collective_billing": customer.collective_billing, "since": since.isoformat() if since else None}
 
 
+def can_start_collective(customer: Customer) -> bool:
+    """Collective billing is for key accounts only: the customer page offers to start it to them alone,
+    and set_collective_billing refuses anyone else."""
+    return bool(customer.key_account)
+
+
 def set_collective_billing(
     session: Session, customer: Customer, actor: Actor, enabled: bool, today: date, since: date | None = None
 ) -> bool:
@@ -579,7 +591,7 @@ def set_collective_billing(
     bill date is on or after `since` bills the account collectively (console/billing/generation.py).
     Only key accounts may have it: anyone else is refused with FormInvalid. Returns False when nothing
     changed (then nothing is recorded); switching on again with another date changes the date."""
-    if enabled and not customer.key_account:
+    if enabled and not can_start_collective(customer):
         raise FormInvalid({"collective_billing": _l("Collective billing is only for key accounts.")})
     since = (since or today) if enabled else None
     if customer.collective_billing == enabled and (not enabled or customer.collective_billing_since == since):

@@ -29,6 +29,7 @@ from console.audit import Actor, log_security_event, record_audit
 from console.extensions import db
 from console.inboxes import dashboard, services
 from console.models import Cycle
+from console.web import confirm
 from console.web.auth import guard_blueprint
 from console.web.htmx import is_fragment_request, render_page_or_fragment
 
@@ -151,9 +152,13 @@ def index():  # noqa: F811 - one `index` per blueprint
 # ---- one work item -------------------------------------------------------------------------------
 
 
+def _paper_rule() -> bool:
+    return bool(current_app.config["PAPER_KEY_ACCOUNTS_ONLY"])
+
+
 def _item_context(item_id: int) -> dict:
     try:
-        return services.item_view(db(), _viewer(), item_id)
+        return services.item_view(db(), _viewer(), item_id, _paper_rule())
     except services.NotFound:
         abort(404)
 
@@ -196,7 +201,7 @@ def _act(item_id: int, action, success: str | None = None):  # noqa: ANN001, ANN
     session.commit()
     notice = success(outcome) if callable(success) else success
     try:
-        context = services.item_view(db(), _viewer(), item_id)
+        context = services.item_view(db(), _viewer(), item_id, _paper_rule())
     except services.NotFound:  # handed to someone this user may not see: back to the inbox
         if notice:
             flash(notice)
@@ -236,7 +241,119 @@ def call(item_id: int):
     )
 
 
-@items_bp.route("/<int:item_id>/email", methods=["POST"])
+# ---- the confirmations of the actions that send, print or close (console/web/confirm.py) -------
+
+
+def _case(item_id: int) -> services.CasePreview:
+    try:
+        return services.case_preview(db(), _viewer(), item_id)
+    except services.NotFound:
+        abort(404)
+    except services.InboxError as exc:
+        raise confirm.Refused(str(exc)) from None
+
+
+def _item_confirmation(item_id: int, endpoint: str, **values) -> dict:  # noqa: ANN003
+    return {"action": url_for(endpoint, item_id=item_id), "back": url_for("work_items.show", item_id=item_id),
+            "target": "#item", **values}
+
+
+def _ask_correct_email(item_id: int) -> confirm.Confirmation:
+    from console.emailaddress import InvalidAddress, parse_address
+
+    typed = (request.values.get("email") or "").strip()
+    try:
+        address = parse_address(typed)
+    except InvalidAddress:
+        raise confirm.Refused(_("That is not a valid e-mail address.")) from None
+    case = _case(item_id)
+    failed = [d for d in case.failed if d.channel == "email"]
+    if not failed:
+        raise confirm.Refused(_("Nothing on this item is waiting to be sent again."))
+    if any(d.address == address for d in failed):
+        raise confirm.Refused(_("The new address is the same as the old one."))
+    bills = len({d.bill_id for d in failed})
+    return confirm.Confirmation(**_item_confirmation(
+        item_id, "work_items.correct_email",
+        question=_("Send the bills again to %(address)s?", address=address),
+        facts=[_("%(old)s is replaced by %(new)s in the customer file.",
+                 old=", ".join(sorted({d.address for d in failed})), new=address),
+               _("%(bills)s bills of this case are e-mailed again to %(new)s, and the work item is closed.",
+                 bills=confirm.figure(bills), new=address)],
+        button=_("Confirm: correct and resend"), fields={"email": typed},
+    ))
+
+
+def _ask_correct_postal(item_id: int) -> confirm.Confirmation:
+    from console.customers.services import FormInvalid, clean_postal
+
+    try:
+        postal_address, postal_code = clean_postal(request.values.get("postal_address", ""),
+                                                   request.values.get("postal_code", ""))
+    except FormInvalid as exc:
+        raise confirm.Refused(str(next(iter(exc.errors.values())))) from None
+    case = _case(item_id)
+    failed = [d for d in case.failed if d.channel == "paper"]
+    if not failed:
+        raise confirm.Refused(_("Nothing on this item is waiting to be sent again."))
+    bills = len({d.bill_id for d in failed})
+    return confirm.Confirmation(**_item_confirmation(
+        item_id, "work_items.correct_postal",
+        question=_("Print the bills again for %(address)s?", address=postal_address),
+        facts=[_("The postal address becomes %(address)s, postal code %(code)s (it was %(old)s).",
+                 address=postal_address, code=postal_code, old=", ".join(sorted({d.address for d in failed}))),
+               _("%(bills)s bills of this case are printed again in the next print batch, and the work item is closed.",
+                 bills=confirm.figure(bills))],
+        button=_("Confirm: correct and reprint"),
+        fields={"postal_address": postal_address, "postal_code": postal_code},
+    ))
+
+
+def _ask_switch_to_paper(item_id: int) -> confirm.Confirmation:
+    try:
+        preview = services.paper_switch_preview(db(), _viewer(), item_id, _paper_rule())
+    except services.NotFound:
+        abort(404)
+    except services.InboxError as exc:
+        raise confirm.Refused(str(exc)) from None
+    customer = preview["customer"]
+    if preview["email_stops"]:
+        facts = [_("%(customer)s gets paper bills from now on, and no more e-mailed bills.", customer=customer.name)]
+    else:
+        facts = [_("%(customer)s gets paper bills from now on.", customer=customer.name)]
+    if preview["letters"]:
+        facts.append(_("Bill %(bill)s is queued for printing: %(copies)s copies to %(addresses)s.",
+                       bill=preview["bill_no"], copies=confirm.figure(preview["copies"]),
+                       addresses="; ".join(preview["addresses"])))
+    else:
+        facts.append(_("Bill %(bill)s already has its paper copies.", bill=preview["bill_no"]))
+    facts.append(_("The work item is closed."))
+    return confirm.Confirmation(**_item_confirmation(
+        item_id, "work_items.switch_to_paper",
+        question=_("Switch %(customer)s to paper bills?", customer=customer.name), facts=facts,
+        button=_("Confirm: switch to paper"),
+    ))
+
+
+def _ask_close(item_id: int) -> confirm.Confirmation:
+    reason = (request.values.get("reason") or "").strip()
+    if not reason:
+        raise confirm.Refused(_("Say why the item is closed."))
+    if len(reason) > 2000:
+        raise confirm.Refused(_("The note is too long (2,000 characters at most)."))
+    case = _case(item_id)
+    facts = [_("Work item #%(id)s of %(customer)s is closed with the reason: %(reason)s",
+               id=case.item.id, customer=case.customer.name, reason=reason)]
+    if case.failed:
+        facts.append(_("Its %(n)s failed deliveries (%(addresses)s) are no longer followed up; nothing is sent again.",
+                       n=confirm.figure(len(case.failed)), addresses=", ".join(case.addresses)))
+    return confirm.Confirmation(**_item_confirmation(
+        item_id, "work_items.close", question=_("Close work item #%(id)s?", id=case.item.id), facts=facts,
+        button=_("Confirm: close"), fields={"reason": reason},
+    ))
+
+
+@confirm.confirmed(items_bp, "/<int:item_id>/email", ask=_ask_correct_email)
 def correct_email(item_id: int):
     def action(session):  # noqa: ANN001, ANN202
         delivery = services.correct_email(
@@ -254,7 +371,7 @@ def correct_email(item_id: int):
     return _act(item_id, action, done)
 
 
-@items_bp.route("/<int:item_id>/postal", methods=["POST"])
+@confirm.confirmed(items_bp, "/<int:item_id>/postal", ask=_ask_correct_postal)
 def correct_postal(item_id: int):
     return _act(
         item_id,
@@ -266,7 +383,7 @@ def correct_postal(item_id: int):
     )
 
 
-@items_bp.route("/<int:item_id>/paper", methods=["POST"])
+@confirm.confirmed(items_bp, "/<int:item_id>/paper", ask=_ask_switch_to_paper)
 def switch_to_paper(item_id: int):
     return _act(
         item_id,
@@ -286,7 +403,7 @@ def reassign(item_id: int):
     )
 
 
-@items_bp.route("/<int:item_id>/close", methods=["POST"])
+@confirm.confirmed(items_bp, "/<int:item_id>/close", ask=_ask_close)
 def close(item_id: int):
     return _act(
         item_id,

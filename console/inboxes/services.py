@@ -35,7 +35,7 @@ from console.models import (
     WorkItem,
 )
 from console.models.customers import ContactEvent
-from console.models.delivery import WorkItemStatus
+from console.models.delivery import DeliveryStatus, WorkItemStatus
 from console.paper.rules import paper_allowed
 
 CALL_OUTCOMES = ("reached", "no_answer", "wrong_number")
@@ -291,7 +291,7 @@ def managed_accounts(session: Session, user_id: int) -> list[dict]:
 # ---- one item -------------------------------------------------------------------------------------
 
 
-def item_view(session: Session, viewer: Viewer, item_id: int) -> dict:
+def item_view(session: Session, viewer: Viewer, item_id: int, paper_key_accounts_only: bool = True) -> dict:
     item = get_item(session, viewer, item_id)
     customer = session.get(Customer, item.customer_id)
     bill = session.get(Bill, item.bill_id)
@@ -344,6 +344,13 @@ def item_view(session: Session, viewer: Viewer, item_id: int) -> dict:
         "names": names,
         "reassign_targets": reassign_targets(session, item, customer),
         "claimed_by_me": item.status == WorkItemStatus.CLAIMED and item.claimed_by_id == viewer.user_id,
+        # Which actions the page offers: the rules the actions themselves refuse by (no button can only fail).
+        "may": {
+            "work": work_refusal(viewer, item) is None,
+            "reassign": can_reassign(viewer, item),
+            "switch_to_paper": work_refusal(viewer, item) is None
+            and paper_switch_refusal(customer, paper_key_accounts_only) is None,
+        },
     }
 
 
@@ -403,13 +410,40 @@ def release(session: Session, viewer: Viewer, item_id: int, actor: Actor) -> Wor
     return item
 
 
+def work_refusal(viewer: Viewer, item: WorkItem) -> InboxError | None:
+    """Why the viewer cannot act on the item (call, correct, switch to paper, close); None: they can."""
+    if item.status == WorkItemStatus.CLOSED:
+        return InboxError(_l("This work item is already closed."))
+    if item.status == WorkItemStatus.CLAIMED and item.claimed_by_id != viewer.user_id:
+        return ItemTaken(_l("Someone else is already working on this item."))
+    return None
+
+
+def can_reassign(viewer: Viewer, item: WorkItem) -> bool:
+    """An open item, or one the viewer works on; an admin may also take one from another person."""
+    return item.status != WorkItemStatus.CLOSED and (
+        item.status != WorkItemStatus.CLAIMED or item.claimed_by_id == viewer.user_id or viewer.is_admin
+    )
+
+
+def paper_switch_refusal(customer: Customer, key_accounts_only: bool = True) -> str | None:
+    """Why the customer cannot be switched to paper bills (None: they can): paper is for key accounts
+    only for now (PAPER_KEY_ACCOUNTS_ONLY), and it needs a postal address."""
+    from console.paper.rules import PAPER_REFUSED
+
+    if not paper_allowed(customer, key_accounts_only):
+        return str(PAPER_REFUSED)
+    if not (customer.postal_address or "").strip():
+        return str(_l("The customer has no postal address; correct the customer file first."))
+    return None
+
+
 def _take(session: Session, viewer: Viewer, item_id: int, actor: Actor) -> WorkItem:
     """The item, claimed by the viewer (claiming it now if it is open); refused if another has it."""
     item = get_item(session, viewer, item_id, for_update=True)
-    if item.status == WorkItemStatus.CLOSED:
-        raise InboxError(_l("This work item is already closed."))
-    if item.status == WorkItemStatus.CLAIMED and item.claimed_by_id != viewer.user_id:
-        raise ItemTaken(_l("Someone else is already working on this item."))
+    refusal = work_refusal(viewer, item)
+    if refusal is not None:
+        raise refusal
     if item.status == WorkItemStatus.OPEN:
         item = claim(session, viewer, item_id, actor)
     return item
@@ -559,14 +593,11 @@ def correct_postal(
 def switch_to_paper(
     session: Session, viewer: Viewer, item_id: int, actor: Actor, key_accounts_only: bool = True
 ) -> WorkItem:
-    from console.paper.rules import PAPER_REFUSED
-
     item = _take(session, viewer, item_id, actor)
     customer = session.get(Customer, item.customer_id)
-    if not paper_allowed(customer, key_accounts_only):
-        raise InboxError(str(PAPER_REFUSED))
-    if not customer.postal_address:
-        raise InboxError(_l("The customer has no postal address; correct the customer file first."))
+    refusal = paper_switch_refusal(customer, key_accounts_only)
+    if refusal is not None:
+        raise InboxError(refusal)
     before = {"channels": customer.channels}
     customer.channel_paper = True
     customer.channel_email = False
@@ -583,9 +614,9 @@ def switch_to_paper(
 
 def reassign(session: Session, viewer: Viewer, item_id: int, target: str, actor: Actor) -> WorkItem:
     item = get_item(session, viewer, item_id, for_update=True)
-    if item.status == WorkItemStatus.CLOSED:
-        raise InboxError(_l("This work item is already closed."))
-    if item.status == WorkItemStatus.CLAIMED and item.claimed_by_id != viewer.user_id and not viewer.is_admin:
+    if not can_reassign(viewer, item):
+        if item.status == WorkItemStatus.CLOSED:
+            raise InboxError(_l("This work item is already closed."))
         raise ItemTaken(_l("Someone else is already working on this item."))
     customer = session.get(Customer, item.customer_id)
     allowed = {t["value"]: t for t in reassign_targets(session, item, customer)}
@@ -617,6 +648,57 @@ def close(session: Session, viewer: Viewer, item_id: int, reason: str, actor: Ac
     item = _take(session, viewer, item_id, actor)
     _close(session, item, reason, actor)
     return item
+
+
+# ---- what an action would do (the in-page confirmation's figures, console/web/confirm.py) --------
+
+
+@dataclass
+class CasePreview:
+    item: WorkItem
+    customer: Customer
+    bill_no: str
+    failed: list[Delivery]  # the case's failed deliveries: what a correction sends or prints again
+
+    @property
+    def bills(self) -> int:
+        return len({d.bill_id for d in self.failed})
+
+    @property
+    def addresses(self) -> list[str]:
+        return sorted({d.address for d in self.failed})
+
+
+def case_preview(session: Session, viewer: Viewer, item_id: int) -> CasePreview:
+    """The case as an action on it would find it; refused (InboxError) as the action would be."""
+    item = get_item(session, viewer, item_id)
+    refusal = work_refusal(viewer, item)
+    if refusal is not None:
+        raise refusal
+    failed = [d for d in corrections.case_deliveries(session, item) if d.status == DeliveryStatus.FAILED]
+    bill_no = session.scalar(select(Bill.bill_no).where(Bill.id == item.bill_id)) or ""
+    return CasePreview(item, session.get(Customer, item.customer_id), bill_no, failed)
+
+
+def paper_switch_preview(session: Session, viewer: Viewer, item_id: int, key_accounts_only: bool = True) -> dict:
+    """What switching the item's customer to paper does: e-mail off, paper on, and this bill printed for
+    the holder and every paper recipient that has no paper copy of it yet (letters, copies, addresses)."""
+    from console.paper.rules import PaperRecipient, paper_recipients
+
+    case = case_preview(session, viewer, item_id)
+    customer = case.customer
+    refusal = paper_switch_refusal(customer, key_accounts_only)
+    if refusal is not None:
+        raise InboxError(refusal)
+    targets = paper_recipients(customer, key_accounts_only)
+    if not customer.channel_paper:  # switching adds the holder at the postal address
+        holder = PaperRecipient(customer.name, customer.postal_address, customer.postal_code or "", 1, None)
+        targets = [holder] + [t for t in targets if t.address != customer.postal_address]
+    printed = set(session.scalars(select(Delivery.address).where(Delivery.bill_id == case.item.bill_id,
+                                                                 Delivery.channel == "paper")))
+    new = [t for t in targets if t.delivery_address not in printed]
+    return {"customer": customer, "bill_no": case.bill_no, "letters": len(new), "copies": sum(t.copies for t in new),
+            "addresses": [t.delivery_address for t in new], "email_stops": bool(customer.channel_email)}
 
 
 # ---- help desk: search, age and due-by, take next, bulk actions, the JSON view -------------------

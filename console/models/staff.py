@@ -50,6 +50,19 @@ class User(Base):
         return f"s:{self.id}:{self.session_token}"
 
 
+class UsedConfirmation(Base):
+    """The nonce of an in-page confirmation whose action was carried out (console/web/confirm.py).
+    Written in the action's own transaction; the primary key refuses a second identical submission,
+    even two sent at once (the second waits for the first's commit, then finds the nonce taken)."""
+
+    __tablename__ = "used_confirmations"
+
+    nonce: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(300))
+    used_at: Mapped[Timestamp] = mapped_column(default=utcnow, index=True)
+
+
 class UserRole(Base):
     __tablename__ = "user_roles"
     __table_args__ = (CheckConstraint(f"role IN {ROLES!r}", name="role"),)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from console.audit import Actor, record_audit, record_contact
@@ -32,9 +32,9 @@ def _item(session: Session, item_id: int) -> PrintItem:
 def _dispatch(session: Session, item: PrintItem, method: str, actor: Actor, tracking_no: str | None,
               deliverer: str | None) -> PrintItem:
     batch = session.get(PrintBatch, item.batch_id)
-    if batch.status != BatchStatus.PRINTED:
-        raise PaperError(_l("Mark the batch printed before dispatching its bills."))
-    if item.status != PrintItemStatus.WAITING:
+    if method not in next_steps(item, batch):
+        if batch.status != BatchStatus.PRINTED:
+            raise PaperError(_l("Mark the batch printed before dispatching its bills."))
         raise PaperError(_l("This bill has already been dispatched."))
     delivery = session.get(Delivery, item.delivery_id)
     bill = session.get(Bill, item.bill_id)
@@ -60,27 +60,72 @@ def _dispatch(session: Session, item: PrintItem, method: str, actor: Actor, trac
     return item
 
 
-def dispatch_by_post(session: Session, item_id: int, tracking_no: str, actor: Actor) -> PrintItem:
+def clean_tracking_no(tracking_no: str | None) -> str:
     tracking_no = (tracking_no or "").strip()
     if not tracking_no or len(tracking_no) > 64:
         raise PaperError(_l("Enter the tracking number."))
+    return tracking_no
+
+
+def dispatch_by_post(session: Session, item_id: int, tracking_no: str, actor: Actor) -> PrintItem:
+    tracking_no = clean_tracking_no(tracking_no)
     return _dispatch(session, _item(session, item_id), "post", actor, tracking_no, None)
 
 
 def dispatch_by_hand(session: Session, item_id: int, deliverer: str, actor: Actor) -> PrintItem:
+    deliverer = clean_deliverer(deliverer)
+    return _dispatch(session, _item(session, item_id), "hand", actor, None, deliverer)
+
+
+def next_steps(item: PrintItem, batch: PrintBatch) -> tuple[str, ...]:
+    """What a printed bill can go through now — by post or by hand once its batch is printed, then
+    delivered or returned. The screens offer these buttons only; the steps refuse anything else."""
+    if item.status == PrintItemStatus.WAITING and batch.status == BatchStatus.PRINTED:
+        return ("post", "hand")
+    if item.status == PrintItemStatus.DISPATCHED:
+        return ("delivered", "returned")
+    return ()
+
+
+def _waiting(batch_id: int, postal_code: str | None):  # noqa: ANN202
+    where = [PrintItem.batch_id == batch_id, PrintItem.status == PrintItemStatus.WAITING]
+    if postal_code:
+        where.append(PrintItem.postal_code == postal_code)
+    return where
+
+
+def waiting_in_batch(session: Session, batch_id: int, postal_code: str | None = None) -> dict[str, int]:
+    """The bills of the batch (of one postal code, when given) still waiting to be dispatched and their
+    copies: what handing the batch to a deliverer covers."""
+    bills, copies = session.execute(
+        select(func.count(PrintItem.id), func.coalesce(func.sum(PrintItem.copies), 0)).where(*_waiting(batch_id, postal_code))
+    ).one()
+    return {"bills": int(bills), "copies": int(copies)}
+
+
+def can_hand_batch(session: Session, batch: PrintBatch) -> bool:
+    """Is there anything to hand to a deliverer: the batch printed, and bills of it still waiting."""
+    return batch.status == BatchStatus.PRINTED and waiting_in_batch(session, batch.id)["bills"] > 0
+
+
+def clean_deliverer(deliverer: str | None) -> str:
     deliverer = " ".join((deliverer or "").split())
     if not deliverer or len(deliverer) > 100:
         raise PaperError(_l("Enter the name of the person delivering by hand."))
-    return _dispatch(session, _item(session, item_id), "hand", actor, None, deliverer)
+    return deliverer
 
 
 def dispatch_batch_by_hand(session: Session, batch_id: int, deliverer: str, actor: Actor,
                            postal_code: str | None = None) -> int:
-    """Hand every waiting bill of the batch (optionally of one postal code) to one deliverer."""
-    query = select(PrintItem.id).where(PrintItem.batch_id == batch_id, PrintItem.status == PrintItemStatus.WAITING)
-    if postal_code:
-        query = query.where(PrintItem.postal_code == postal_code)
-    ids = list(session.scalars(query.order_by(PrintItem.position)))
+    """Hand every waiting bill of the batch (optionally of one postal code) to one deliverer; refused
+    when there is none (see can_hand_batch)."""
+    deliverer = clean_deliverer(deliverer)
+    batch = session.get(PrintBatch, batch_id)
+    if batch is None or batch.status != BatchStatus.PRINTED:
+        raise PaperError(_l("Mark the batch printed before dispatching its bills."))
+    ids = list(session.scalars(select(PrintItem.id).where(*_waiting(batch_id, postal_code)).order_by(PrintItem.position)))
+    if not ids:
+        raise PaperError(_l("No bill of this batch is waiting to be dispatched."))
     for item_id in ids:
         dispatch_by_hand(session, item_id, deliverer, actor)
     return len(ids)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, send_file, url_for
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import func, select
@@ -14,11 +15,13 @@ from console.models.delivery import DeliveryStatus
 from console.models.paper import BatchStatus, PrintBatch, PrintItem
 from console.paper import batches, dispatch
 from console.paper.batches import PaperError
+from console.web import confirm
 from console.web.auth import guard_blueprint
 from console.web.htmx import is_fragment_request, render_page_or_fragment
 from console.web.lookups import cycle_or_404
 
 bp = guard_blueprint(Blueprint("paper", __name__, url_prefix="/paper"), roles=["clerk", "admin"])
+bp.add_app_template_global(dispatch.next_steps, "paper_next_steps")  # the buttons of a printed bill
 
 
 def _actor() -> Actor:
@@ -110,7 +113,8 @@ def batch(batch_id: int):
         .order_by(PrintItem.position)
     ).all()
     return render_template("paper/batch.html", batch=row, cycle=cycle, items=items,
-                           progress=batches.batch_progress(session, batch_id), error=None)
+                           progress=batches.batch_progress(session, batch_id), error=None,
+                           can_hand=dispatch.can_hand_batch(session, row))
 
 
 @bp.route("/batches/<int:batch_id>/pdf")
@@ -123,10 +127,35 @@ def batch_pdf(batch_id: int):
                      download_name=f"print-{cycle.period}-{row.batch_no:04d}.pdf", max_age=0)
 
 
-@bp.post("/batches/<int:batch_id>/printed")
+def _batch_name(batch: PrintBatch) -> str:
+    return _("batch %(no)s of %(period)s", no=batch.batch_no, period=db().get(Cycle, batch.cycle_id).period)
+
+
+def _ask_printed(batch_id: int) -> confirm.Confirmation:
+    batch = _batch_or_404(batch_id)
+    if batch.status == BatchStatus.PRINTED:
+        raise confirm.Refused(_("This batch is already marked printed."))
+    if batch.status != BatchStatus.READY:
+        raise confirm.Refused(_("The batch is still being rendered."))
+    name, f = _batch_name(batch), confirm.figure
+    return confirm.Confirmation(
+        action=url_for("paper.printed", batch_id=batch_id),
+        question=_("Mark %(batch)s printed?", batch=name),
+        facts=[
+            _("%(bills)s bills of %(batch)s, %(copies)s copies on %(pages)s pages, are recorded as printed.",
+              bills=f(batch.bills_count), batch=name, copies=f(batch.copies_count), pages=f(batch.pages_count or 0)),
+            _("Then they can be posted or handed to a deliverer. This cannot be undone."),
+        ],
+        button=_("Confirm: printed"),
+        back=url_for("paper.batch", batch_id=batch_id),
+    )
+
+
+@confirm.confirmed(bp, "/batches/<int:batch_id>/printed", ask=_ask_printed)
 def printed(batch_id: int):
     session = db()
-    _batch_or_404(batch_id)
+    if _batch_or_404(batch_id).status == BatchStatus.PRINTED:
+        return confirm.already_done(url_for("paper.batch", batch_id=batch_id))
     try:
         batches.mark_printed(session, batch_id, _actor())
         session.commit()
@@ -136,7 +165,33 @@ def printed(batch_id: int):
     return redirect(url_for("paper.batch", batch_id=batch_id))
 
 
-@bp.post("/batches/<int:batch_id>/hand")
+def _ask_batch_by_hand(batch_id: int) -> confirm.Confirmation:
+    session = db()
+    batch = _batch_or_404(batch_id)
+    postal_code = (request.values.get("postal_code") or "").strip() or None
+    try:
+        deliverer = dispatch.clean_deliverer(request.values.get("deliverer"))
+    except PaperError as exc:
+        raise confirm.Refused(str(exc)) from None
+    waiting = dispatch.waiting_in_batch(session, batch_id, postal_code)
+    if batch.status != BatchStatus.PRINTED or not waiting["bills"]:
+        raise confirm.Refused(_("No bill of this batch is waiting to be dispatched."))
+    name, f = _batch_name(batch), confirm.figure
+    facts = [_("%(bills)s paper bills of %(batch)s (%(copies)s copies) will be handed to %(deliverer)s for delivery.",
+               bills=f(waiting["bills"]), batch=name, copies=f(waiting["copies"]), deliverer=deliverer)]
+    if postal_code:
+        facts.append(_("Only the bills for postal code %(code)s.", code=postal_code))
+    facts.append(_("Each is recorded as handed over in its customer's contact history and is on the run sheet of "
+                   "%(deliverer)s.", deliverer=deliverer))
+    return confirm.Confirmation(
+        action=url_for("paper.batch_by_hand", batch_id=batch_id),
+        question=_("Hand %(batch)s to %(deliverer)s?", batch=name, deliverer=deliverer),
+        facts=facts, button=_("Confirm: hand over"), back=url_for("paper.batch", batch_id=batch_id),
+        fields={"deliverer": deliverer, "postal_code": postal_code or ""},
+    )
+
+
+@confirm.confirmed(bp, "/batches/<int:batch_id>/hand", ask=_ask_batch_by_hand)
 def batch_by_hand(batch_id: int):
     session = db()
     _batch_or_404(batch_id)
@@ -163,7 +218,54 @@ def _item_row(item_id: int, error: str | None = None):  # noqa: ANN202
     return render_template("paper/_item.html", row=row, batch=batch, error=error)
 
 
-@bp.post("/items/<int:item_id>/<action>")
+def _ask_item_action(item_id: int, action: str) -> confirm.Confirmation:
+    session = db()
+    row = session.execute(
+        select(PrintItem, Bill.bill_no, Delivery.recipient_name, Delivery.address)
+        .join(Bill, Bill.id == PrintItem.bill_id)
+        .join(Delivery, Delivery.id == PrintItem.delivery_id)
+        .where(PrintItem.id == item_id)
+    ).one_or_none()
+    if row is None or action not in ("post", "hand", "delivered", "returned"):
+        abort(404)
+    item, bill_no, name, address = row
+    if action not in dispatch.next_steps(item, session.get(PrintBatch, item.batch_id)):
+        raise confirm.Refused(_("This step is not possible for this bill any more; reload the page."))
+    values, fields = request.values, {"note": (request.values.get("note") or "").strip()[:500]}
+    try:
+        if action == "post":
+            tracking_no = dispatch.clean_tracking_no(values.get("tracking_no"))
+            fields = {"tracking_no": tracking_no}
+            question = _("Post bill %(bill)s?", bill=bill_no)
+            facts = [_("Bill %(bill)s goes by post to %(name)s, %(address)s, tracking number %(tracking)s.",
+                       bill=bill_no, name=name, address=address, tracking=tracking_no)]
+        elif action == "hand":
+            deliverer = dispatch.clean_deliverer(values.get("deliverer"))
+            fields = {"deliverer": deliverer}
+            question = _("Hand bill %(bill)s to %(deliverer)s?", bill=bill_no, deliverer=deliverer)
+            facts = [_("Bill %(bill)s is handed to %(deliverer)s for %(name)s, %(address)s.",
+                       bill=bill_no, deliverer=deliverer, name=name, address=address)]
+        elif action == "delivered":
+            question = _("Bill %(bill)s delivered?", bill=bill_no)
+            facts = [_("Bill %(bill)s is recorded as delivered to %(name)s: its delivery is confirmed.",
+                       bill=bill_no, name=name)]
+        else:
+            question = _("Bill %(bill)s returned?", bill=bill_no)
+            facts = [_("Bill %(bill)s is recorded as returned from %(address)s: its delivery failed, and a work item "
+                       "is opened for someone to call %(name)s and correct the address.",
+                       bill=bill_no, address=address, name=name)]
+    except PaperError as exc:
+        raise confirm.Refused(str(exc)) from None
+    if fields.get("note"):
+        facts.append(_("Note: %(note)s", note=fields["note"]))
+    return confirm.Confirmation(
+        action=url_for("paper.item_action", item_id=item_id, action=action), question=question, facts=facts,
+        button=_("Confirm"), back=url_for("paper.batch", batch_id=item.batch_id),
+        target=f"#print-item-{item_id}", fields=fields,
+    )
+
+
+@confirm.confirmed(bp, "/items/<int:item_id>/<action>", ask=_ask_item_action)
 def item_action(item_id: int, action: str):
     session = db()
     item = session.get(PrintItem, item_id)

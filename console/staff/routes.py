@@ -13,6 +13,7 @@ from console.audit import Actor, log_security_event
 from console.extensions import db, limiter
 from console.models import ROLES, User
 from console.staff import services
+from console.web import confirm
 from console.web.auth import guard_blueprint, is_staff
 
 auth_bp = Blueprint("auth", __name__)
@@ -152,7 +153,8 @@ def home():
 @admin_bp.route("/users")
 def users():
     rows = db().scalars(select(User).order_by(User.username)).all()
-    return render_template("staff/users.html", users=rows, roles=ROLES)
+    deactivatable = {u.id for u in rows if u.active and services.may_deactivate(u, current_user.id)}
+    return render_template("staff/users.html", users=rows, roles=ROLES, deactivatable=deactivatable)
 
 
 @admin_bp.route("/users", methods=["POST"])
@@ -194,7 +196,27 @@ def set_roles(user_id: int):
                         _("Roles of %(name)s saved."))
 
 
-@admin_bp.route("/users/<int:user_id>/deactivate", methods=["POST"])
+def _ask_deactivate_user(user_id: int) -> confirm.Confirmation:
+    user = db().get(User, user_id) or abort(404)
+    if not services.may_deactivate(user, current_user.id):
+        raise confirm.Refused(_("You cannot deactivate your own account."))
+    if not user.active:
+        raise confirm.Refused(_("%(name)s is already deactivated.", name=user.username))
+    facts = [_("%(name)s (%(user)s) can no longer sign in, and every session of theirs ends now.",
+               name=user.display_name, user=user.username)]
+    claimed = services.claimed_work_items(db(), user)
+    if claimed:
+        facts.append(_("The %(n)s work items they are working on stay theirs until someone reassigns them.",
+                       n=confirm.figure(claimed)))
+    facts.append(_("An administrator can reactivate the account later."))
+    return confirm.Confirmation(
+        action=url_for("admin.deactivate_user", user_id=user.id),
+        question=_("Deactivate %(name)s?", name=user.username), facts=facts,
+        button=_("Confirm: deactivate"), back=url_for("admin.users"),
+    )
+
+
+@confirm.confirmed(admin_bp, "/users/<int:user_id>/deactivate", ask=_ask_deactivate_user)
 def deactivate_user(user_id: int):
     return _user_action(user_id, lambda user, actor: services.set_active(db(), user, False, actor),
                         _("%(name)s is deactivated and signed out everywhere."))
@@ -206,7 +228,20 @@ def activate_user(user_id: int):
                         _("%(name)s can sign in again."))
 
 
-@admin_bp.route("/users/<int:user_id>/password", methods=["POST"])
+def _ask_reset_password(user_id: int) -> confirm.Confirmation:
+    user = db().get(User, user_id) or abort(404)
+    return confirm.Confirmation(
+        action=url_for("admin.reset_password", user_id=user.id),
+        question=_("Set a new password for %(name)s?", name=user.username),
+        facts=[_("%(name)s (%(user)s) signs in with the password typed here from now on; every session of theirs "
+                 "ends now.", name=user.display_name, user=user.username)],
+        button=_("Confirm: set the password"), back=url_for("admin.users"),
+        inputs=[confirm.Input("password", _("New password"), type="password", minlength=8,
+                              autocomplete="new-password")],
+    )
+
+
+@confirm.confirmed(admin_bp, "/users/<int:user_id>/password", ask=_ask_reset_password)
 def reset_password(user_id: int):
     password = request.form.get("password", "")
     return _user_action(user_id, lambda user, actor: services.reset_password(db(), user, password, actor),

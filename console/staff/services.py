@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import unicodedata
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from console.audit import Actor, record_audit
@@ -91,10 +91,25 @@ def change_password(session: Session, user: User, new_password: str, actor: Acto
     record_audit(session, actor, "user.password", "user", user.id)
 
 
+def may_deactivate(user: User, actor_user_id: int | None) -> bool:
+    """An admin cannot deactivate their own account (nobody left to undo it): the users page offers
+    the button for the others only, and set_active refuses it."""
+    return user.id != actor_user_id
+
+
+def claimed_work_items(session: Session, user: User) -> int:
+    """Work items the user is working on now (they stay theirs until someone reassigns them)."""
+    from console.models import WorkItem
+    from console.models.delivery import WorkItemStatus
+
+    return session.scalar(select(func.count(WorkItem.id)).where(WorkItem.claimed_by_id == user.id,
+                                                                WorkItem.status == WorkItemStatus.CLAIMED)) or 0
+
+
 def set_active(session: Session, user: User, active: bool, actor: Actor) -> None:
     """Deactivate (every session ends at once: a new token, and the loader refuses inactive users) or
-    reactivate a user. Audited. An admin cannot deactivate their own account (nobody left to undo it)."""
-    if not active and actor.user_id == user.id:
+    reactivate a user. Audited. An admin cannot deactivate their own account (may_deactivate)."""
+    if not active and not may_deactivate(user, actor.user_id):
         raise StaffError("active: you cannot deactivate yourself")
     if user.active == active:
         return

@@ -10,7 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from console.extensions import close_db, csrf, limiter, login_manager
 from console.money import format_yuan
-from console.web import errors, events, expiry, labels, nav
+from console.web import confirm, errors, events, expiry, labels, nav
 from console.web.auth import load_user, unauthorized
 from console.web.htmx import is_fragment_request
 
@@ -23,6 +23,7 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     csrf.init_app(app)
     expiry.init_app(app)
+    confirm.init_app(app)
     app.register_error_handler(413, _too_large)
     errors.init_app(app)
     limiter.init_app(app)

@@ -13,6 +13,7 @@ from console.billing import cycles
 from console.billing.review import ReviewDetail, ReviewException, ReviewSettings, review_cycle
 from console.models import Delivery
 from console.models.billing import Bill, Cycle
+from tests.confirming import ask, confirmed_post, token_of
 
 SETTINGS = ReviewSettings(due_days=15, min_payment_days=10, paper_key_accounts_only=True)
 TODAY = date(2026, 11, 25)
@@ -210,19 +211,20 @@ def test_the_review_page_lists_every_kind_with_links_and_publishes_once_confirme
     assert "Collective account split over several bills" in english and "Due before it is issued" in english
 
     # the confirmation says what will leave, in the page; the form publishes and leads to the sending
-    assert '<details class="confirm">' in page and "此操作无法撤销" in page
-    published = client.post("/billing/cycles/2026-11/publish", data={"confirm": "1"})
+    assert 'hx-get="/billing/cycles/2026-11/publish/confirm"' in page and "此操作无法撤销" in page
+    published = confirmed_post(client, "/billing/cycles/2026-11/publish")
     assert published.status_code == 303 and published.headers["Location"].endswith("/billing/cycles/2026-11")
     db.expire_all()
     assert db.get(Cycle, scenario.cycle.id).status == "published"
     again = client.get("/billing/cycles/2026-11/review").get_data(as_text=True)
-    assert '<details class="confirm">' not in again and "查看发送进度" in again
+    assert "/publish/confirm" not in again and "查看发送进度" in again
 
 
 def test_a_refused_publish_shows_the_review_again_with_the_reason(client, login_as, db, scenario):
-    scenario.cycle.status = "running"
-    db.commit()
     login_as("admin")
-    refused = client.post("/billing/cycles/2026-11/publish", data={"confirm": "1"})
+    box = ask(client, "/billing/cycles/2026-11/publish")  # confirmed while it could be published…
+    scenario.cycle.status = "running"  # …then someone ran the cycle again
+    db.commit()
+    refused = client.post("/billing/cycles/2026-11/publish", data={"confirm_token": token_of(box.get_data(as_text=True))})
     assert refused.status_code == 422 and 'id="review-exceptions"' in refused.get_data(as_text=True)
     assert db.scalar(select(Delivery.id).limit(1)) is None

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from console.models import ROLES
 from console.models.billing import Campaign, Cycle
+from tests.confirming import ask, confirmed_post
 
 ADMIN_URLS = [
     ("get", "/billing/cycles"), ("post", "/billing/cycles"), ("get", "/billing/cycles/2026-11"),
@@ -65,7 +66,7 @@ def test_admin_opens_a_cycle_and_sees_progress(client, login_as, db, redis_conn,
     assert response.status_code == 302 and response.headers["Location"].endswith("/billing/cycles/2026-11")
     assert db.scalar(select(Cycle.status).where(Cycle.period == "2026-11")) == "open"
     make_customer()
-    run = client.post("/billing/cycles/2026-11/run", headers={"HX-Request": "true"})
+    run = confirmed_post(client, "/billing/cycles/2026-11/run", headers={"HX-Request": "true"})
     text = run.get_data(as_text=True)
     assert run.status_code == 200 and 'id="cycle-progress"' in text and "<html" not in text
     assert 'hx-trigger="every 2s"' in text  # polling while the chunk waits for a worker
@@ -83,8 +84,10 @@ def test_admin_opens_a_cycle_and_sees_progress(client, login_as, db, redis_conn,
 def test_publish_without_a_generated_cycle_is_refused(client, login_as, db, tariffs):
     login_as("admin")
     client.post("/billing/cycles", data={"period": "2026-11"})
+    assert ask(client, "/billing/cycles/2026-11/publish").status_code == 422  # refused in the box already
     response = client.post("/billing/cycles/2026-11/publish", headers={"HX-Request": "true"})
-    assert response.status_code == 422
+    assert response.status_code == 422  # not confirmed: nothing done
+    assert db.scalar(select(Cycle.status).where(Cycle.period == "2026-11")) == "open"
 
 
 def test_admin_manages_campaigns(client, login_as, db):

@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from console.models import AuditEvent
 from console.models.billing import CollectivePin
+from tests.confirming import confirmed_post
 
 
 def events(db, customer, action):  # noqa: ANN001, ANN201
@@ -42,7 +43,7 @@ def test_screen_sets_collective_billing_for_a_key_account_with_its_date_audited(
     (event,) = events(db, customer, "customer.collective_billing")
     assert event.actor_id == user.id and event.after["collective_billing"] is True
     # off again: the date goes too
-    client.post(f"/customers/{customer.id}/collective", data={"collective_billing": "0"})
+    confirmed_post(client, f"/customers/{customer.id}/collective", {"collective_billing": "0"})
     db.expire_all()
     assert db.get(type(customer), customer.id).collective_billing_since is None
 
@@ -64,7 +65,7 @@ def test_pins_set_and_removed_by_the_account_manager_are_audited(client, login_a
     set_events = events(db, customer, "customer.collective_pin")
     assert [e.after for e in set_events] == [{"points": [a, b], "kind": "apart"}, {"points": [a, b], "kind": "together"}]
     assert all(e.actor_id == user.id for e in set_events)
-    client.post(f"/customers/{customer.id}/collective/pins/{pin.id}/delete")
+    confirmed_post(client, f"/customers/{customer.id}/collective/pins/{pin.id}/delete")
     assert db.scalars(select(CollectivePin).where(CollectivePin.customer_id == customer.id)).all() == []
     (removed,) = events(db, customer, "customer.collective_pin_removed")
     assert removed.before == {"points": [a, b], "kind": "together"}

@@ -85,7 +85,8 @@ def test_two_bills_to_one_dead_address_one_correction_both_resent_and_confirmed(
     assert all(number in case for number in bills.values())
     page.fill("form.email input[name=email]", "alive-case@customers.test")
     screenshot(page, "case-two-bills-correction-zh")
-    page.click("form.email button[type=submit]")
+    page.click("form.email button[type=submit]")  # asks in the page first (console/web/confirm.py)
+    page.click("#item [data-confirm-ok]")
     page.wait_for_selector("#item .badge.status-closed")
 
     with factory() as s:
@@ -163,6 +164,7 @@ def test_returned_letter_corrected_reprinted_in_the_next_batch_and_dispatched(li
     page.fill("form.postal input[name=postal_address]", "苏州市姑苏区人民路100号")
     page.fill("form.postal input[name=postal_code]", "215001")
     page.click("form.postal button[type=submit]")
+    page.click("#item [data-confirm-ok]")
     page.wait_for_selector("#item .badge.status-closed")
     screenshot(page, "returned-letter-corrected-zh")
 
@@ -337,6 +339,7 @@ def test_correcting_back_to_an_earlier_address_is_resent_and_tracked(
         page.goto(f"{live_server.url}/work-items/{item_id}")
         page.fill("form.email input[name=email]", address)
         page.click("form.email button[type=submit]")
+        page.click("#item [data-confirm-ok]")
         page.wait_for_selector("#item .badge.status-closed")
         SimpleWorker([queue], connection=redis, serializer=queue.serializer).work(burst=True)
 

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from console.customers.services import mask_id_number, parse_id_number, search_customers
 from console.models import AuditEvent, ContactRecord, Customer, Recipient
+from tests.confirming import confirmed_post
 from tests.customers.conftest import CANARY_ID
 
 HX = {"HX-Request": "true"}
@@ -160,7 +161,7 @@ def test_recipients_add_edit_deactivate_each_audited_and_in_history(client, logi
     edited = client.post(f"/customers/{customer.id}/recipients/{recipient.id}", headers=HX, data={
         "name": "李娜", "relationship": "proxy", "channel": "email", "address": "lina@163.com", "copies": "2"})
     assert edited.status_code == 200
-    off = client.post(f"/customers/{customer.id}/recipients/{recipient.id}/active", data={"active": "0"}, headers=HX)
+    off = confirmed_post(client, f"/customers/{customer.id}/recipients/{recipient.id}/active", {"active": "0"}, headers=HX)
     assert off.status_code == 200
     db.expire_all()
     recipient = db.get(Recipient, recipient.id)

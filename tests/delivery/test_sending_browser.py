@@ -57,9 +57,9 @@ def test_the_sending_moves_on_the_cycle_page_and_the_dashboard_without_a_reload(
     page.click('a[href="/billing/cycles/2026-11/review"].button')
     page.wait_for_url(f"{live_server.url}/billing/cycles/2026-11/review")
     assert page.inner_text('[data-figure="emails"]') == str(total)
-    page.click("details.confirm > summary")
-    assert "此操作无法撤销" in page.inner_text("details.confirm")
-    page.click('details.confirm button[type="submit"]')
+    page.click("form.publish button")  # asks in the page (console/web/confirm.py)
+    assert "此操作无法撤销" in page.inner_text("#review-publish [data-confirm]")
+    page.click("#review-publish [data-confirm-ok]")
     page.wait_for_url(f"{live_server.url}/billing/cycles/2026-11")
     assert _figure(page, cycle_id, "queued") == str(total) and _figure(page, cycle_id, "confirmed") == "0"
     assert page.get_attribute(f"#sending-{cycle_id}", "hx-trigger") == "every 3s"

@@ -98,7 +98,8 @@ def test_address_correction_from_the_inbox_to_a_new_delivery(live_server, browse
     page.wait_for_selector("text=客户提供了新邮箱")
     page.fill("input[name=email]", "wang.right@customers.test")
     screenshot(page, "work-item-correction-zh")
-    page.click("form.email button[type=submit]")
+    page.click("form.email button[type=submit]")  # asks in the page first
+    page.click("#item [data-confirm-ok]")
     page.wait_for_selector("#item .badge.status-closed")
     screenshot(page, "work-item-corrected-zh")
     assert "wang.right@customers.test" in page.content()

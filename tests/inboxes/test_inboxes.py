@@ -10,6 +10,7 @@ from sqlalchemy import select
 from console.audit import Actor
 from console.inboxes import services
 from console.models import AuditEvent, ContactRecord, Customer, Delivery, Recipient, WorkItem
+from tests.confirming import ask, confirmed_post
 from tests.inboxes.conftest import HX
 
 
@@ -69,7 +70,7 @@ def test_account_manager_sees_only_own_accounts_and_gets_404_for_others(sign_in,
         assert client.get(f"/work-items/{foreign.id}").status_code == 404
         assert client.get(f"/work-items/{foreign.id}", headers=HX).status_code == 404
         assert client.post(f"/work-items/{foreign.id}/claim", headers=HX).status_code == 404
-        assert client.post(f"/work-items/{foreign.id}/close", data={"reason": "x"}).status_code == 404
+        assert ask(client, f"/work-items/{foreign.id}/close", {"reason": "x"}).status_code == 404
     assert their_item.status == "open"
 
 
@@ -258,9 +259,9 @@ def test_correcting_the_address_closes_the_item_and_queues_a_new_delivery(
     customer = make_customer(email="wrong@customers.test")
     item = make_item(customer)
     client, _ = sign_in("phone_rep")
-    invalid = client.post(f"/work-items/{item.id}/email", data={"email": "not an address"}, headers=HX)
+    invalid = ask(client, f"/work-items/{item.id}/email", {"email": "not an address"})
     assert invalid.status_code == 422
-    response = client.post(f"/work-items/{item.id}/email", data={"email": "Right@Customers.test"}, headers=HX)
+    response = confirmed_post(client, f"/work-items/{item.id}/email", {"email": "Right@Customers.test"}, headers=HX)
     assert response.status_code == 200, response.get_data(as_text=True)
     db.expire_all()
     closed = db.get(WorkItem, item.id)
@@ -286,7 +287,7 @@ def test_correcting_a_recipients_address(sign_in, make_customer, make_item, db, 
     recipient = db.scalar(select(Recipient).where(Recipient.customer_id == customer.id))
     item = make_item(customer, recipient=recipient)
     client, _ = sign_in("phone_rep")
-    assert client.post(f"/work-items/{item.id}/email", data={"email": "landlord@new.test"}).status_code == 303
+    assert confirmed_post(client, f"/work-items/{item.id}/email", {"email": "landlord@new.test"}).status_code == 303
     db.expire_all()
     assert db.get(Recipient, recipient.id).address == "landlord@new.test"
     assert db.get(Customer, customer.id).email == customer.email  # the holder's address is untouched
@@ -299,7 +300,7 @@ def test_switch_to_paper_refused_for_ordinary_customer_allowed_for_key_account(
 ):
     ordinary_item = make_item(make_customer())
     client, _ = sign_in("phone_rep")
-    refused = client.post(f"/work-items/{ordinary_item.id}/paper", headers=HX)
+    refused = ask(client, f"/work-items/{ordinary_item.id}/paper")
     assert refused.status_code == 422
     db.expire_all()
     assert db.get(WorkItem, ordinary_item.id).status != "closed"
@@ -308,7 +309,7 @@ def test_switch_to_paper_refused_for_ordinary_customer_allowed_for_key_account(
     manager_client, manager = sign_in("account_manager")
     key = make_customer(key_account=True, account_manager_id=manager.id, customer_type="commercial")
     key_item = make_item(key)
-    allowed = manager_client.post(f"/work-items/{key_item.id}/paper", headers=HX)
+    allowed = confirmed_post(manager_client, f"/work-items/{key_item.id}/paper", headers=HX)
     assert allowed.status_code == 200
     db.expire_all()
     assert db.get(Customer, key.id).channel_paper is True and db.get(Customer, key.id).channel_email is False
@@ -327,9 +328,9 @@ def test_reassign_and_close_are_audited(sign_in, make_customer, make_item, make_
     db.expire_all()
     moved = db.get(WorkItem, item.id)
     assert moved.assigned_user_id == other_rep.id and moved.status == "open"
-    assert client.post(f"/work-items/{item.id}/close", data={"reason": ""}, headers=HX).status_code == 422
-    assert client.post(f"/work-items/{item.id}/close", data={"reason": "customer paid at the counter"},
-                       headers=HX).status_code == 200
+    assert ask(client, f"/work-items/{item.id}/close", {"reason": ""}).status_code == 422
+    assert confirmed_post(client, f"/work-items/{item.id}/close", {"reason": "customer paid at the counter"},
+                          headers=HX).status_code == 200
     db.expire_all()
     done = db.get(WorkItem, item.id)
     assert done.status == "closed" and done.close_reason == "customer paid at the counter" and done.closed_at

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from console.models import AuditEvent, User
 from console.models.billing import LedgerEntry, Tariff
+from tests.confirming import ask, confirmed_post
 from tests.conftest import PASSWORD
 from tests.delivery.conftest import add_bill, new_customer
 
@@ -34,7 +35,7 @@ def test_deactivating_a_user_ends_their_sessions_and_is_audited(app, client, db,
     login_as("admin")
     rep = make_user("phone_rep")
     theirs = _signed_in_client(app, rep)
-    response = client.post(f"/admin/users/{rep.id}/deactivate")
+    response = confirmed_post(client, f"/admin/users/{rep.id}/deactivate")
     assert response.status_code == 303
     assert theirs.get("/account/password").status_code == 302  # signed out
     assert app.test_client().post("/login", data={"username": rep.username, "password": PASSWORD}).status_code == 401
@@ -46,8 +47,8 @@ def test_deactivating_a_user_ends_their_sessions_and_is_audited(app, client, db,
 
 def test_an_admin_cannot_deactivate_themselves_or_drop_their_own_admin_role(client, db, login_as):
     admin = login_as("admin")
-    page = client.post(f"/admin/users/{admin.id}/deactivate", follow_redirects=True).get_data(as_text=True)
-    assert "不能停用自己的账户" in page
+    refused = ask(client, f"/admin/users/{admin.id}/deactivate")  # not even offered (tests/test_confirm.py)
+    assert refused.status_code == 422 and "不能停用自己的账户" in refused.get_data(as_text=True)
     client.post(f"/admin/users/{admin.id}/roles", data={"roles": ["clerk"]})
     db.expire_all()
     assert db.get(User, admin.id).active and db.get(User, admin.id).has_role("admin")
@@ -57,10 +58,10 @@ def test_resetting_a_password_ends_the_sessions_and_the_new_one_works(app, clien
     login_as("admin")
     clerk = make_user("clerk")
     theirs = _signed_in_client(app, clerk)
-    weak = client.post(f"/admin/users/{clerk.id}/password", data={"password": "123"}, follow_redirects=True)
+    weak = confirmed_post(client, f"/admin/users/{clerk.id}/password", {"password": "123"}, follow_redirects=True)
     assert theirs.get("/account/password").status_code == 200  # a refused password changes nothing
     assert "error" in weak.get_data(as_text=True)
-    client.post(f"/admin/users/{clerk.id}/password", data={"password": NEW_PASSWORD})
+    confirmed_post(client, f"/admin/users/{clerk.id}/password", {"password": NEW_PASSWORD})
     assert theirs.get("/account/password").status_code == 302
     fresh = app.test_client()
     assert fresh.post("/login", data={"username": clerk.username, "password": NEW_PASSWORD}).status_code == 302
@@ -82,6 +83,7 @@ def test_user_screens_are_the_admins_only(client, login_as, make_user):
     login_as("clerk")
     other = make_user("phone_rep")
     assert client.post(f"/admin/users/{other.id}/deactivate").status_code == 403
+    assert ask(client, f"/admin/users/{other.id}/deactivate").status_code == 403
     assert client.get("/admin/tariffs").status_code == 403
 
 

@@ -64,8 +64,9 @@ def test_the_admin_manages_users_on_screen(live_server, browser_page, lang, tmp_
     row = page.locator('tr[data-user="lin.clerk"]')
     row.wait_for()
 
-    row.locator("form.reset input[name=password]").fill("second meadow lantern 29")
-    row.locator("form.reset button").click()
+    row.locator("form.reset button").click()  # asks in the page, with the new password in the box
+    row.locator("[data-confirm] input[name=password]").fill("second meadow lantern 29")
+    row.locator("[data-confirm-ok]").click()
     page.wait_for_selector(f"p.flash >> text={text['saved_password']}")
 
     row = page.locator('tr[data-user="lin.clerk"]')
@@ -73,11 +74,12 @@ def test_the_admin_manages_users_on_screen(live_server, browser_page, lang, tmp_
     row.locator(f"form.roles button:text-is('{text['save_roles']}')").click()
     page.wait_for_selector("p.flash")
 
-    page.locator('tr[data-user="lin.clerk"]').locator(f"button:text-is('{text['deactivate']}')").click()
+    page.locator('tr[data-user="lin.clerk"]').locator("form.deactivate button").click()
+    page.locator('tr[data-user="lin.clerk"] [data-confirm-ok]').click()
     page.wait_for_selector(f'tr[data-user="lin.clerk"] td.status:text-is("{text["deactivated"]}")')
     screenshot(page, f"admin-users-{lang}")
     page.locator('tr[data-user="lin.clerk"]').locator(f"button:text-is('{text['reactivate']}')").click()
-    page.wait_for_selector(f'tr[data-user="lin.clerk"] button:text-is("{text["deactivate"]}")')
+    page.wait_for_selector('tr[data-user="lin.clerk"] form.deactivate button')
 
     with app.extensions["billpost.session_factory"]() as session:
         user = session.scalar(select(User).where(User.username == "lin.clerk"))

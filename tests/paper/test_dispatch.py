@@ -8,6 +8,7 @@ from console.audit import Actor
 from console.models import AuditEvent, ContactRecord, Delivery, WorkItem
 from console.models.paper import PrintItem
 from console.paper import batches, dispatch
+from tests.confirming import ask, confirmed_post
 
 
 def _printed_batch(app, db, make_customer, make_bill, make_paper_delivery, manager=None):  # noqa: ANN001, ANN202
@@ -98,15 +99,15 @@ def test_clerk_screens_gather_download_print_and_dispatch(
     assert "every 2s" not in widget  # done: the widget stops polling
     with client.get(f"/paper/batches/{batch_id}/pdf") as pdf:
         assert pdf.status_code == 200 and pdf.mimetype == "application/pdf" and pdf.data.startswith(b"%PDF")
-    assert client.post(f"/paper/batches/{batch_id}/printed").status_code == 302
+    assert confirmed_post(client, f"/paper/batches/{batch_id}/printed").status_code == 302
     item = db.scalar(select(PrintItem))
     hx = {"HX-Request": "true"}
-    bad = client.post(f"/paper/items/{item.id}/post", data={"tracking_no": ""}, headers=hx)
+    bad = ask(client, f"/paper/items/{item.id}/post", {"tracking_no": ""})  # refused before it is confirmed
     assert bad.status_code == 422
-    ok = client.post(f"/paper/items/{item.id}/post", data={"tracking_no": "EMS42"}, headers=hx)
+    ok = confirmed_post(client, f"/paper/items/{item.id}/post", {"tracking_no": "EMS42"}, headers=hx)
     assert ok.status_code == 200 and f'id="print-item-{item.id}"' in ok.get_data(as_text=True)
     assert "EMS42" in ok.get_data(as_text=True)
-    returned = client.post(f"/paper/items/{item.id}/returned", data={"note": "地址不详"}, headers=hx)
+    returned = confirmed_post(client, f"/paper/items/{item.id}/returned", {"note": "地址不详"}, headers=hx)
     assert returned.status_code == 200
     assert db.scalar(select(func.count(WorkItem.id))) == 1
     assert db.scalar(select(Delivery.status)) == "failed"
@@ -124,6 +125,6 @@ def test_clerk_hands_a_batch_to_a_meter_reader_and_prints_the_run_sheet(
         batches.render_batch_now(db, result.batch_ids[0], Actor.cli())
     batches.mark_printed(db, result.batch_ids[0], Actor.cli())
     db.commit()
-    assert client.post(f"/paper/batches/{result.batch_ids[0]}/hand", data={"deliverer": "张三"}).status_code == 302
+    assert confirmed_post(client, f"/paper/batches/{result.batch_ids[0]}/hand", {"deliverer": "张三"}).status_code == 302
     sheet = client.get("/paper/runsheet", query_string={"deliverer": "张三", "period": "2026-11"})
     assert sheet.status_code == 200 and customer.postal_address in sheet.get_data(as_text=True)
