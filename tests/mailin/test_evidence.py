@@ -101,6 +101,9 @@ def test_work_item_shows_the_meaning_in_the_readers_language(app, client, db, ma
     assert "5.1.1 永久性失败：目标邮箱地址不存在" in page and "从非标准退信的文本中读取" in page
     page = client.get(f"/work-items/{item.id}?lang=en").get_data(as_text=True)
     assert "permanent failure: bad destination mailbox address" in page and "Sorry, no mailbox here by that name" in page
+    rows = client.get("/delivery/deliveries?status=failed&lang=zh").get_data(as_text=True)
+    assert "失败 · " in rows and "5.1.1 永久性失败：目标邮箱地址不存在" in rows  # the outcome, not "failed 5.1.1"
+    assert " failed 5.1.1" not in rows
 
 
 def test_complaint_is_visible_on_the_customer_and_delivery_pages(client, db, make_attempt, login_as):
