@@ -42,7 +42,7 @@ def test_old_rows_go_new_rows_stay_and_the_record_is_never_touched(app, db):
     customer = new_customer(db)
     bill = add_bill(db, customer)
     publish_cycle(db, bill.cycle_id, Actor.cli(), utcnow())
-    record_contact(db, customer.id, "email", "confirmed", Actor.system(), bill_id=bill.id)
+    record_contact(db, customer.id, "email", "email_confirmed", Actor.system(), bill_id=bill.id)
     record_audit(db, Actor.system(), "test.retention", "bill", bill.id)
     old = _inbound(db, 1, 91)
     new = _inbound(db, 2, 89)
