@@ -122,20 +122,43 @@ def take_next(queue: str):
     return redirect(target), 303
 
 
-@items_bp.route("/bulk", methods=["POST"])
+def _ask_bulk_close() -> confirm.Confirmation:
+    """Closing several items at once (the queue's plain form is sent here by confirm when it says "close")."""
+    ids = [int(i) for i in request.values.getlist("item") if i.isdigit()]
+    reason = (request.values.get("reason") or "").strip()
+    if not reason:
+        raise confirm.Refused(_("Say why the item is closed."))
+    preview = services.bulk_close_preview(db(), _viewer(), ids)
+    if not preview["closes"]:
+        raise confirm.Refused(_("None of the selected items can be closed."))
+    facts = [_("%(n)s work items are closed with the reason: %(reason)s",
+               n=confirm.figure(len(preview["closes"])), reason=reason),
+             _("Their failed deliveries are no longer followed up; nothing is sent again.")]
+    if preview["refused"]:
+        facts.append(_("%(n)s of the selected items stay as they are: closed already, or someone else is working on "
+                       "them.", n=confirm.figure(preview["refused"])))
+    return confirm.Confirmation(
+        action=url_for("work_items.bulk"), question=_("Close %(n)s work items?", n=confirm.figure(len(preview["closes"]))),
+        facts=facts, button=_("Confirm: close"), back=confirm.referring_page(url_for("home.index")),
+        fields={"action": "close", "reason": reason, "item": [str(i) for i in preview["closes"]]},
+    )
+
+
+@confirm.confirmed(items_bp, "/bulk", ask=_ask_bulk_close, needed=lambda: request.values.get("action") == "close")
 def bulk():
     ids = [int(i) for i in request.form.getlist("item") if i.isdigit()]
     session = db()
+    back = confirm.back_url(request.referrer or url_for("home.index"))
     try:
         result = services.bulk(session, _viewer(), ids, request.form.get("action", ""), _actor(),
                                target=request.form.get("target", ""), reason=request.form.get("reason", ""))
     except services.InboxError as exc:
         session.rollback()
         flash(str(exc), "error")
-        return redirect(request.referrer or url_for("home.index")), 303
+        return redirect(back), 303
     session.commit()
     flash(_("%(done)d items done, %(refused)d refused.", done=result["done"], refused=result["refused"]))
-    return redirect(request.referrer or url_for("home.index")), 303
+    return redirect(back), 303
 
 
 @rep_bp.route("/")

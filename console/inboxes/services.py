@@ -701,6 +701,15 @@ def paper_switch_preview(session: Session, viewer: Viewer, item_id: int, key_acc
             "addresses": [t.delivery_address for t in new], "email_stops": bool(customer.channel_email)}
 
 
+def bulk_close_preview(session: Session, viewer: Viewer, item_ids: list[int]) -> dict:
+    """What closing these items at once does: the ones it closes (as `bulk` would: open, or the viewer's)
+    and how many of the selection it refuses."""
+    wanted = item_ids[:200]
+    items = session.scalars(select(WorkItem).where(WorkItem.id.in_(wanted), visible_clause(viewer))).all() if wanted else []
+    closes = [i.id for i in items if work_refusal(viewer, i) is None]
+    return {"closes": closes, "refused": len(set(wanted)) - len(closes)}
+
+
 # ---- help desk: search, age and due-by, take next, bulk actions, the JSON view -------------------
 
 

@@ -80,7 +80,7 @@ class Confirmation:
     back: str  # the page the action is on: "取消" without JavaScript, and where a plain POST returns
     target: str | None = None  # hx-target of the POST; None: a plain form POST (the page reloads)
     swap: str = "outerHTML"
-    fields: Mapping[str, Any] = field(default_factory=dict)  # values carried to the POST, hidden
+    fields: Mapping[str, Any] = field(default_factory=dict)  # values carried to the POST, hidden (a list: several)
     inputs: Sequence[Input] = ()
     warning: str | None = None
 
@@ -154,6 +154,21 @@ def _safe_back(target: str | None) -> str | None:
         return None
     parts = urlsplit(target)
     return None if parts.scheme or parts.netloc else target
+
+
+def back_url(default: str) -> str:
+    """Where a plain form's action returns: the page its confirmation came from, else `default`."""
+    return _safe_back(request.form.get(BACK_FIELD)) or default
+
+
+def referring_page(default: str) -> str:
+    """The page (path and query on this site) a confirmation was asked from, else `default`."""
+    if not request.referrer:
+        return default
+    parts = urlsplit(request.referrer)
+    if parts.netloc and parts.netloc != request.host:
+        return default
+    return _safe_back(parts.path + (f"?{parts.query}" if parts.query else "")) or default
 
 
 def _notice(message: str, kind: str, status: int) -> Response:

@@ -116,3 +116,30 @@ def test_someone_elses_item_offers_no_action_but_an_admin_may_reassign(sign_in, 
     assert ask(other, f"/work-items/{item.id}/close", {"reason": "x"}).status_code == 422
     admin, _ = sign_in("admin")
     assert "action reassign" in admin.get(f"/work-items/{item.id}").get_data(as_text=True)
+
+
+def test_closing_several_items_at_once_asks_first_and_names_them(sign_in, make_customer, make_item, db):
+    items = [make_item(make_customer()) for _ in range(2)]
+    taken = make_item(make_customer())
+    holder, _ = sign_in("phone_rep")
+    holder.post(f"/work-items/{taken.id}/claim", headers=HX)
+    client, _ = sign_in("phone_rep")
+    queue = {"Referer": "http://localhost/inbox/rep/"}
+    data = {"action": "close", "reason": "批量处理", "item": [str(i.id) for i in items] + [str(taken.id)]}
+    sent = client.post("/work-items/bulk", data=data, headers=queue)  # the queue's plain form: asked first
+    assert sent.status_code == 303 and "/work-items/bulk/confirm?" in sent.headers["Location"]
+    page = client.get(sent.headers["Location"], headers=queue).get_data(as_text=True)
+    assert "<html" in page and "将关闭 2 个工作事项，原因：批量处理" in page and "1 个所选事项保持不变" in page
+    assert 'href="/inbox/rep/" data-confirm-cancel' in page
+    db.expire_all()
+    assert {db.get(WorkItem, i.id).status for i in items} == {"open"}
+    done = client.post("/work-items/bulk", data={"action": "close", "reason": "批量处理", "confirm_back": "/inbox/rep/",
+                                                 "item": [str(i.id) for i in items], "confirm_token": token_of(page)})
+    assert done.status_code == 303 and done.headers["Location"].endswith("/inbox/rep/")
+    db.expire_all()
+    assert {db.get(WorkItem, i.id).status for i in items} == {"closed"} and db.get(WorkItem, taken.id).status == "claimed"
+    # claiming several needs no confirmation: nothing leaves and nothing is lost by it
+    more = make_item(make_customer())
+    assert client.post("/work-items/bulk", data={"action": "claim", "item": [str(more.id)]}).status_code == 303
+    db.expire_all()
+    assert db.get(WorkItem, more.id).status == "claimed"
