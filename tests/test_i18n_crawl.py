@@ -246,7 +246,7 @@ def build_demo_cycle(session) -> dict:  # noqa: ANN001
     session.add(WebAccount(customer_id=customer.id, username=customer.account_no,
                            password_hash=hash_password(CUSTOMER_PASSWORD), session_token="crawl-token"))
     session.commit()
-    return {"customer": customer.account_no}
+    return {"customer": customer.account_no, "customer_id": customer.id}
 
 
 def data_vocabulary(app, session) -> tuple[set[str], str]:  # noqa: ANN001
