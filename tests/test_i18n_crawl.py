@@ -323,3 +323,34 @@ def test_no_chinese_on_any_english_page_apart_from_the_data(app, demo):
     failures, pages = _walk(app, demo, "en")
     assert all(count >= 3 for count in pages.values()), pages
     assert not failures, f"{len(failures)} Chinese runs on English pages:\n" + "\n".join(dict.fromkeys(failures))
+
+
+def _import_errors_page(app, demo: dict, language: str) -> str:  # noqa: ANN001
+    """The admin's preview of a customer file with one error of each kind (a POST, so not crawled)."""
+    import io
+
+    from tests.customers.conftest import CUSTOMER_HEADER, csv_bytes, customer_line
+
+    lines = [customer_line("3299000001", email="nope"), customer_line("3299000001"),
+             customer_line("3299000002", customer_type="farm"), customer_line("3299000003", id_number="320502199001011235"),
+             customer_line("3299000004", wants_ebill="maybe"), customer_line("3299000005", channels="fax")]
+    clients = {role: client for role, client, _home in _clients(app, demo, language)}
+    response = clients["admin"].post("/admin/imports", data={"name": "customers", "file": (
+        io.BytesIO(csv_bytes(CUSTOMER_HEADER, lines)), "c.csv")}, content_type="multipart/form-data")
+    assert response.status_code == 422
+    page = _Page()
+    page.feed(response.get_data(as_text=True))
+    return "\n".join(page.text)
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_import_errors_in_the_readers_language(app, demo, language):
+    text = _import_errors_page(app, demo, language)
+    columns = {c.lower() for c in "account_no,name,customer_type,key_account,id_number,email,wants_ebill,channels".split(",")}
+    # the file's own vocabulary: its columns, the codes a column takes and what the file said instead
+    file_codes = columns | {"c.csv", "residential", "commercial", "industrial", "portal", "email", "paper", "fax",
+                            "farm", "maybe"}
+    found = (english_words(text, demo["words"] | file_codes) if language == "zh"
+             else chinese_runs(text, demo["text"] + "张伟江苏省苏州市姑苏区人民路1号"))
+    assert not found, "\n".join(f"/admin/imports (preview): {w} … {c}" for w, c in found)
+    assert ("第 2 行" in text) if language == "zh" else ("line 2" in text)
