@@ -26,7 +26,9 @@ from flask import Flask, g, has_request_context, request
 SECURITY_LOGGER = "billpost.security"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 # 18-digit ID-card numbers (last character may be X) and old 15-digit ones, not inside longer digit runs.
-_ID_NUMBER = re.compile(r"(?<![0-9])([0-9]{6})([0-9]{8})([0-9]{3}[0-9Xx])(?![0-9A-Za-z])|(?<![0-9])([0-9]{6})([0-9]{5})([0-9]{4})(?![0-9])")
+# Not inside a longer run of letters and digits: a request id's hex may hold 15 digits in a row.
+_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])([0-9]{6})([0-9]{8})([0-9]{3}[0-9Xx])(?![0-9A-Za-z])"
+                        r"|(?<![0-9A-Za-z])([0-9]{6})([0-9]{5})([0-9]{4})(?![0-9A-Za-z])")
 
 
 def escape(text: object) -> str:
@@ -113,7 +115,8 @@ class JsonFormatter(logging.Formatter):
         }
         fields = getattr(record, "security", None)
         if isinstance(fields, dict):
-            data.update({k: mask(str(v)) if v is not None else None for k, v in fields.items()})
+            # the request id is ours (random hex), never personal data: not masked
+            data.update({k: mask(str(v)) if v is not None and k != "request_id" else v for k, v in fields.items()})
         if record.exc_info:
             data["exception"] = mask(self.formatException(record.exc_info))
         return json.dumps(data, ensure_ascii=False)
