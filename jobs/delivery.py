@@ -1,9 +1,10 @@
-"""Delivery jobs: send a batch of e-mail deliveries; sweep deadlines and lost work (console.delivery)."""
+"""Delivery jobs: send a batch of e-mail deliveries; render the PDFs their e-mails attach, then ask
+for those sends (on the `pdf` queue); sweep deadlines and lost work (console.delivery)."""
 
 from __future__ import annotations
 
 from console.db import utcnow
-from console.delivery import sender, sweeper
+from console.delivery import queueing, sender, sweeper
 from console.ops import health
 from jobs.context import job_app, job_session
 
@@ -13,6 +14,16 @@ def send_batch(delivery_ids: list[int]) -> dict:
         app = job_app()
         factory = app.extensions["billpost.session_factory"]
         return sender.send_batch_over_connections(app, factory, delivery_ids, int(app.config["SEND_CONNECTIONS"]))
+
+
+def render_then_send(bill_ids: list[int]) -> dict:
+    """Render these bills' PDFs; their e-mails' send jobs go to the queue once the PDFs are committed.
+    A bill that could not be rendered fails the job after the commit (its e-mails were queued all the same)."""
+    with job_session() as session:
+        result = queueing.render_then_queue_sends(session, bill_ids, utcnow(), int(job_app().config["SEND_BATCH_SIZE"]))
+        session.commit()
+    result.check()
+    return {"rendered": len(result.rendered), "send_jobs": result.send_jobs}
 
 
 def sweep() -> dict:

@@ -171,8 +171,9 @@ def publish_and_queue(
     bill_ids: tuple[int, int] | None = None,
 ) -> dict:
     """Publish (as above), issue the registration code printed on each bill of a customer not yet
-    registered, and ask for the send jobs of every queued e-mail of those bills, which go to the
-    queue when the caller commits. `config`: the app's settings."""
+    registered, and ask for the send jobs of every queued e-mail of those bills (for an e-mail that
+    attaches a PDF not rendered yet, its bill's render job, which asks for the send after it), which
+    go to the queue when the caller commits. `config`: the app's settings."""
     result = publish_cycle(session, cycle_id, actor, now, paper_key_accounts_only=config["PAPER_KEY_ACCOUNTS_ONLY"],
                            bill_ids=bill_ids)
     result["registration_codes"] = issue_bill_codes(

@@ -6,7 +6,9 @@ console/worker.py). Each pass:
 1. deliveries `sent` whose `confirm_due_at` has passed: after the first attempt → back to `queued`
    for the one resend; after the resend → `failed` with an `email_unconfirmed` work item;
 2. e-mail deliveries `queued` with no live claim whose send job is missing or stale (never enqueued,
-   Redis lost, a worker killed mid-batch) → send jobs queued again after the commit;
+   Redis lost, a worker killed mid-batch) → send jobs queued again after the commit; one whose bill
+   PDF is still not rendered (its render job lost) → that render job asked for again, the send
+   following it (console.delivery.queueing.queue_sends);
 3. the other domains' unfinished queued work (cycle chunks, print batches) → their jobs queued again
    (each domain says what it has pending; RQ's unique job ids make asking again harmless).
 
@@ -69,7 +71,7 @@ def sweep_deadlines(session: Session, now: datetime, limit: int = 1000) -> dict:
 
 
 def sendable(session: Session, now: datetime, limit: int = 100_000, stale: timedelta = REENQUEUE_AFTER) -> list[int]:
-    """Ids of queued e-mail deliveries with no live claim and no recent send job."""
+    """Ids of queued e-mail deliveries with no live claim and no recent send job (or render job)."""
     return list(
         session.scalars(
             select(Delivery.id)

@@ -13,7 +13,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from console.db import Base, Timestamp, utcnow, values
@@ -85,9 +87,14 @@ class Customer(Base):
     def channels(self) -> list[str]:
         return [c for c in CHANNELS if getattr(self, f"channel_{c}")]
 
-    @property
+    @hybrid_property
     def attaches_pdf(self) -> bool:
         return self.key_account if self.attach_pdf is None else self.attach_pdf
+
+    @attaches_pdf.inplace.expression
+    @classmethod
+    def _attaches_pdf_expression(cls):  # noqa: ANN206 - the same rule in SQL (which e-mails wait for their PDF)
+        return func.coalesce(cls.attach_pdf, cls.key_account)
 
 
 class ServicePoint(Base):

@@ -8,6 +8,7 @@ renderer may read only static/ and the CJK font folder — no network, no other 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import tempfile
@@ -16,10 +17,13 @@ from pathlib import Path
 
 from flask import current_app, has_app_context, render_template
 from flask_babel import force_locale
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from console import config as config_module
 from console.models import Bill, Cycle
+
+log = logging.getLogger(__name__)
 
 STATIC_DIR = (config_module.PROJECT_ROOT / "static").resolve()
 FONT_FAMILY = "billcjk"
@@ -190,6 +194,19 @@ def bill_pdf(session: Session, bill: Bill) -> Path:
         bill.pdf_path = relpath
         session.flush()
     return path
+
+
+def bill_pdf_if_possible(session: Session, bill: Bill) -> Path | None:
+    """bill_pdf, or None when the PDF cannot be made (an xhtml2pdf error of any kind, a limit of the
+    resource policy, the disk): logged with its traceback, for the callers that go on without it (the
+    render job ahead of the e-mails). A database error is raised: the session is not usable after it."""
+    try:
+        return bill_pdf(session, bill)
+    except SQLAlchemyError:
+        raise
+    except Exception:  # noqa: BLE001 - logged here; the caller decides what goes without the PDF
+        log.exception("bill %s: its PDF could not be rendered", bill.bill_no)
+        return None
 
 
 def invalidate_bill_pdf(session: Session, bill: Bill) -> None:
