@@ -208,14 +208,15 @@ def make_customer(db):
 
 
 def pytest_collection_modifyitems(config, items):  # noqa: ANN001
-    """Browser and Postfix tests are skipped with a reason when their part is missing locally;
-    CI installs both (.ci/run sets BILLPOST_REQUIRE_ALL=1, which turns a missing part into a failure)."""
+    """Browser, Postfix and wrk tests are skipped with a reason when their part is missing locally;
+    CI installs them all (.ci/run sets BILLPOST_REQUIRE_ALL=1, which turns a missing part into a failure)."""
     import shutil
 
     need_all = os.environ.get("BILLPOST_REQUIRE_ALL") == "1"
     missing = {
         "browser": shutil.which("chromium") is None,
         "postfix": shutil.which("postfix") is None and not Path("/usr/sbin/postfix").exists(),
+        "wrk": shutil.which("wrk") is None,
     }
     if need_all:
         return

@@ -1,9 +1,11 @@
-"""`console bench portal --bills N`: seed (or reuse) N published bills with Core bulk inserts, then time
-the bill list and bill pages through the test client, signed in as customers chosen at random."""
+"""`console bench portal --bills N`: seed (or reuse) N published bills (COPY on PostgreSQL), then time
+the bill list and bill pages, signed in as customers chosen at random: through the test client, or with
+`--wrk` under Debian's wrk against gunicorn started as in production (console/bench/portal_wrk.py)."""
 
 from __future__ import annotations
 
 import random
+import resource
 import secrets
 import statistics
 import threading
@@ -17,7 +19,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, insert, select, text
 
-from console.db import utcnow
+from console.db import bulk_insert, reserve_ids, utcnow
 from console.models import Bill, BillLine, Customer, Cycle, ServicePoint
 from console.models.portal import WebAccount
 from console.passwords import hash_password
@@ -41,39 +43,48 @@ def _count_bills(session) -> int:  # noqa: ANN001
 
 def seed(session, bills: int) -> Iterator[str]:  # noqa: ANN001
     """Customers PORTALB00000001... with one point each and one published bill per bench period;
-    3 lines per bill. Reused when the database already holds them."""
+    3 lines per bill (4 with a late fee). Reused when the database already holds them; a seed cut
+    short goes on where it stopped. On PostgreSQL every row goes in by COPY (console.db.bulk_insert,
+    the ids reserved first), elsewhere by Core executemany; one batch of BATCH customers at a time,
+    committed, so memory stays flat whatever N is."""
     have = _count_bills(session)
     if have >= bills:
         yield f"reusing {have} bench bills"
         return
     customers = -(-bills // len(PERIODS))
     started = time.perf_counter()
+    connection = session.connection()
     existing = session.scalar(
         select(func.count()).select_from(Customer).where(Customer.account_no.like(f"{PREFIX}%"))
     )
-    rows = [
-        {"account_no": f"{PREFIX}{n:08d}", "name": f"网页压测客户{n}", "customer_type": "residential",
-         "key_account": False, "wants_ebill": True, "channel_portal": True, "channel_email": False,
-         "channel_paper": False, "collective_billing": False, "status": "active",
-         "email": f"portalbench{n}@customers.test", "id_number": f"320502{19000101 + n % 1000:08d}{n % 10000:04d}"}
-        for n in range(existing + 1, customers + 1)
-    ]
-    for part in _batches(rows):
-        session.execute(insert(Customer.__table__), part)
-    ids = session.execute(
+    for first in range(existing + 1, customers + 1, BATCH):
+        bulk_insert(connection, Customer.__table__, [
+            {"account_no": f"{PREFIX}{n:08d}", "name": f"网页压测客户{n}", "customer_type": "residential",
+             "key_account": False, "wants_ebill": True, "channel_portal": True, "channel_email": False,
+             "channel_paper": False, "collective_billing": False, "status": "active",
+             "email": f"portalbench{n}@customers.test",
+             "id_number": f"320502{19000101 + n % 1000:08d}{n % 10000:04d}"}
+            for n in range(first, min(first + BATCH, customers + 1))
+        ])
+        session.commit()
+        connection = session.connection()
+    unpointed = session.execute(
         select(Customer.id, Customer.account_no)
         .where(Customer.account_no.like(f"{PREFIX}%"), ~Customer.id.in_(select(ServicePoint.customer_id)))
+        .order_by(Customer.id)
     ).all()
-    points = [
-        {"customer_id": cid, "point_no": f"PP{acct[len(PREFIX):]}", "address": f"苏州市工业园区星湖街{cid}号",
-         "meter_no": f"PM{acct[len(PREFIX):]}", "tariff_code": "RES", "read_day": 10 + cid % 15,
-         "is_billing_point": True, "status": "active"}
-        for cid, acct in ids
-    ]
-    for part in _batches(points):
-        session.execute(insert(ServicePoint.__table__), part)
-    session.commit()
-    yield f"{len(rows)} customers and {len(points)} points in {time.perf_counter() - started:.1f} s"
+    for part in _batches(unpointed):
+        bulk_insert(connection, ServicePoint.__table__, [
+            {"customer_id": cid, "point_no": f"PP{acct[len(PREFIX):]}", "address": f"苏州市工业园区星湖街{cid}号",
+             "meter_no": f"PM{acct[len(PREFIX):]}", "tariff_code": "RES", "read_day": 10 + cid % 15,
+             "is_billing_point": True, "status": "active"}
+            for cid, acct in part
+        ])
+        session.commit()
+        connection = session.connection()
+    yield (f"{max(customers - existing, 0)} customers and {len(unpointed)} points in "
+           f"{time.perf_counter() - started:.1f} s")
+    del unpointed
 
     cycle_ids = {}
     for period in PERIODS:
@@ -86,63 +97,87 @@ def seed(session, bills: int) -> Iterator[str]:  # noqa: ANN001
         cycle_ids[period] = cycle.id
     session.commit()
 
+    # (customer id, point id, account number) of the first `customers` bench customers: ~40 bytes
+    # each, 83,334 of them for a million bills.
     pairs = session.execute(
         select(ServicePoint.customer_id, ServicePoint.id, Customer.account_no)
         .join(Customer, Customer.id == ServicePoint.customer_id)
         .where(Customer.account_no.like(f"{PREFIX}%"))
         .order_by(ServicePoint.customer_id)
-    ).all()[:customers]
+        .limit(customers)
+    ).all()
     now = utcnow()
     done = have
-    started = time.perf_counter()
+    bills_started = time.perf_counter()
     for period in PERIODS:
         cycle_id = cycle_ids[period]
         billed = set(session.scalars(select(Bill.customer_id).where(Bill.cycle_id == cycle_id)))
         year, month = (int(x) for x in period.split("-"))
         todo = [p for p in pairs if p[0] not in billed]
+        del billed
         for part in _batches(todo):
-            bill_rows = []
-            for customer_id, point_id, account_no in part:
-                kwh = 100 + customer_id % 400
-                charge = (Decimal(kwh) * Decimal("0.5283")).quantize(Decimal("0.01"))
-                late = Decimal("1.25") if customer_id % 7 == 0 else Decimal("0.00")
-                bill_rows.append({
-                    "bill_no": f"W{period.replace('-', '')}{account_no[len(PREFIX):]}", "cycle_id": cycle_id,
-                    "customer_id": customer_id, "service_point_id": point_id, "unit_key": f"P{point_id}",
-                    "bill_type": "regular", "template": "residential_regular", "bill_date": date(year, month, 28),
-                    "due_date": date(year + month // 12, month % 12 + 1, 12), "read_date": date(year, month, 12),
-                    "previous_balance": Decimal("35.00"), "payments_total": Decimal("35.00"),
-                    "charges_total": charge + late, "adjustments_total": Decimal("0.00"),
-                    "deposit_applied": Decimal("0.00"), "current_balance": charge + late,
-                    "deposit_held": Decimal("0.00"), "status": "published", "published_at": now, "created_at": now,
-                    "_kwh": kwh, "_charge": charge, "_late": late,
-                })
-            extras = [{k: row.pop(k) for k in ("_kwh", "_charge", "_late")} for row in bill_rows]
-            bill_ids = session.scalars(
-                insert(Bill.__table__).returning(Bill.__table__.c.id, sort_by_parameter_order=True), bill_rows
-            ).all()
-            lines = []
-            for bill_id, row, extra in zip(bill_ids, bill_rows, extras, strict=True):
-                lines.append({"bill_id": bill_id, "position": 1, "kind": "previous_balance",
-                              "description": "previous balance", "amount": Decimal("35.00"), "details": None})
-                lines.append({"bill_id": bill_id, "position": 2, "kind": "payment", "description": "payment",
-                              "amount": Decimal("-35.00"), "details": {"reference": f"PAY{bill_id}"}})
-                lines.append({"bill_id": bill_id, "position": 3, "kind": "electricity",
-                              "service_point_id": row["service_point_id"], "description": "electricity",
-                              "amount": extra["_charge"],
-                              "details": {"kwh": str(extra["_kwh"]), "previous_read": "1000",
-                                          "current_read": str(1000 + extra["_kwh"])}})
-                if extra["_late"]:
-                    lines.append({"bill_id": bill_id, "position": 4, "kind": "late_fee", "description": "late fee",
-                                  "amount": extra["_late"], "details": None})
-            session.execute(insert(BillLine.__table__), lines)
+            _insert_bills(session.connection(), part, cycle_id, date(year, month, 28), period, now)
             session.commit()
-            done += len(bill_rows)
-        yield f"  {period}: {done} bills so far ({time.perf_counter() - started:.0f} s)"
+            done += len(part)
+        yield f"  {period}: {done} bills so far ({time.perf_counter() - bills_started:.0f} s)"
     if session.bind.dialect.name == "postgresql":
+        session.execute(text("ANALYZE customers"))
         session.execute(text("ANALYZE bills"))
         session.execute(text("ANALYZE bill_lines"))
         session.commit()
+    elapsed = time.perf_counter() - started
+    added = done - have
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    yield (f"seeded {added} bills in {elapsed:.1f} s ({added / elapsed:,.0f} bills/s with their lines; "
+           f"{session.bind.dialect.name}, {'COPY' if session.bind.dialect.name == 'postgresql' else 'executemany'}); "
+           f"peak memory of this process {peak_mb:.0f} MB")
+
+
+def _insert_bills(connection, part: list, cycle_id: int, bill_date: date, period: str, now) -> None:  # noqa: ANN001
+    """One batch of published bills and their lines. PostgreSQL: ids reserved from the sequence,
+    then COPY; elsewhere an INSERT … RETURNING in parameter order, then the lines."""
+    year, month = bill_date.year, bill_date.month
+    due = date(year + month // 12, month % 12 + 1, 12)
+    read = date(year, month, 12)
+    bill_rows, extras = [], []
+    for customer_id, point_id, account_no in part:
+        kwh = 100 + customer_id % 400
+        charge = (Decimal(kwh) * Decimal("0.5283")).quantize(Decimal("0.01"))
+        late = Decimal("1.25") if customer_id % 7 == 0 else Decimal("0.00")
+        bill_rows.append({
+            "bill_no": f"W{period.replace('-', '')}{account_no[len(PREFIX):]}", "cycle_id": cycle_id,
+            "customer_id": customer_id, "service_point_id": point_id, "unit_key": f"P{point_id}",
+            "bill_type": "regular", "template": "residential_regular", "bill_date": bill_date,
+            "due_date": due, "read_date": read,
+            "previous_balance": Decimal("35.00"), "payments_total": Decimal("35.00"),
+            "charges_total": charge + late, "adjustments_total": Decimal("0.00"),
+            "deposit_applied": Decimal("0.00"), "current_balance": charge + late,
+            "deposit_held": Decimal("0.00"), "status": "published", "published_at": now, "created_at": now,
+        })
+        extras.append((kwh, charge, late))
+    table = Bill.__table__
+    ids = reserve_ids(connection, table, len(bill_rows))
+    if ids is not None:
+        for row, bill_id in zip(bill_rows, ids, strict=True):
+            row["id"] = bill_id
+        bulk_insert(connection, table, bill_rows)
+    else:
+        ids = connection.execute(
+            insert(table).returning(table.c.id, sort_by_parameter_order=True), bill_rows
+        ).scalars().all()
+    lines = []
+    for bill_id, row, (kwh, charge, late) in zip(ids, bill_rows, extras, strict=True):
+        lines.append({"bill_id": bill_id, "position": 1, "kind": "previous_balance", "service_point_id": None,
+                      "description": "previous balance", "amount": Decimal("35.00"), "details": None})
+        lines.append({"bill_id": bill_id, "position": 2, "kind": "payment", "service_point_id": None,
+                      "description": "payment", "amount": Decimal("-35.00"), "details": {"reference": f"PAY{bill_id}"}})
+        lines.append({"bill_id": bill_id, "position": 3, "kind": "electricity",
+                      "service_point_id": row["service_point_id"], "description": "electricity", "amount": charge,
+                      "details": {"kwh": str(kwh), "previous_read": "1000", "current_read": str(1000 + kwh)}})
+        if late:
+            lines.append({"bill_id": bill_id, "position": 4, "kind": "late_fee", "service_point_id": None,
+                          "description": "late fee", "amount": late, "details": None})
+    bulk_insert(connection, BillLine.__table__, lines)
 
 
 def _accounts(session, count: int) -> list[WebAccount]:  # noqa: ANN001
@@ -180,9 +215,15 @@ def _figures(name: str, samples: list[float]) -> str:
             f"p95 {p95 * 1000:7.1f} ms   p99 {p99 * 1000:7.1f} ms   max {ordered[-1] * 1000:7.1f} ms")
 
 
-def run_bench(app: Flask, bills: int, requests: int, customers: int) -> Iterator[str]:
+def run_bench(app: Flask, bills: int, requests: int, customers: int, wrk: dict | None = None) -> Iterator[str]:
+    """Seed (or reuse), then time the pages: through the test client, or with `wrk` (a dict of its
+    settings: seconds, connections, threads, workers, warmup) against gunicorn (console/bench/portal_wrk.py)."""
     from console.migrations import upgrade
 
+    if wrk is not None:
+        from console.bench import portal_wrk
+
+        portal_wrk.wrk_binary()  # missing: say so before seeding a million bills
     upgrade(app)
     factory = app.extensions["billpost.session_factory"]
     session = factory()
@@ -207,6 +248,10 @@ def run_bench(app: Flask, bills: int, requests: int, customers: int) -> Iterator
         usernames = [(a.username, a.customer_id) for a in accounts]
     finally:
         session.close()
+
+    if wrk is not None:
+        yield from portal_wrk.run(app, [(name, own_bills[cid]) for name, cid in usernames], PASSWORD, **wrk)
+        return
 
     # The requests run on a thread of their own: the command's app context must not be shared with
     # them (Flask reuses an app context already pushed, and `g` with it, across test-client requests).
@@ -266,10 +311,27 @@ def _measure_requests(app: Flask, usernames: list, own_bills: dict, requests: in
 
 @click.command("portal")
 @click.option("--bills", default=1_000_000, show_default=True, help="Published bills in the database (seeded once).")
-@click.option("--requests", default=1000, show_default=True, help="Requests of each page to time.")
-@click.option("--customers", default=100, show_default=True, help="Signed-in customers, chosen at random.")
+@click.option("--requests", default=1000, show_default=True, help="Test client: requests of each page to time.")
+@click.option("--customers", type=int, default=None,
+              help="Signed-in customers, chosen at random (default: 100; with --wrk 200).")
+@click.option("--wrk", "use_wrk", is_flag=True,
+              help="Run Debian's wrk against gunicorn (the production unit's settings) instead of the test client.")
+@click.option("--seconds", default=30, show_default=True, help="wrk: seconds of each page (-d).")
+@click.option("--connections", default=16, show_default=True, help="wrk: connections (-c).")
+@click.option("--threads", default=2, show_default=True, help="wrk: threads (-t).")
+@click.option("--workers", type=int, default=None, help="wrk: gunicorn workers (default: 2 × cores + 1).")
+@click.option("--warmup", default=5, show_default=True, help="wrk: seconds of each page run first, not counted.")
 @with_appcontext
-def bench_portal(bills: int, requests: int, customers: int) -> None:
-    """Median and p95 of the customer's bill list and bill pages with BILLS published bills."""
-    for line in run_bench(current_app._get_current_object(), bills, requests, customers):
+def bench_portal(bills: int, requests: int, customers: int | None, use_wrk: bool, seconds: int, connections: int,
+                 threads: int, workers: int | None, warmup: int) -> None:
+    """The customer's bill list and bill page with BILLS published bills: median/p95 through the test
+    client, or with --wrk requests/s, p50, p95 and p99 of the real server under wrk."""
+    wrk = None
+    if use_wrk:
+        from console.bench.portal_wrk import default_workers
+
+        wrk = {"seconds": seconds, "connections": connections, "threads": threads,
+               "workers": workers or default_workers(), "warmup": warmup}
+    for line in run_bench(current_app._get_current_object(), bills, requests,
+                          customers or (200 if use_wrk else 100), wrk):
         click.echo(line)
