@@ -39,7 +39,7 @@ def doctor(probe: bool, wait_seconds: float, lang: str | None) -> None:
 
 @click.group("retention")
 def retention_group() -> None:
-    """Retention of raw inbound mail, sandbox mail and rendered PDFs (docs/deploy.md)."""
+    """Retention of raw inbound mail, sandbox mail, used confirmations and rendered PDFs (docs/deploy.md)."""
 
 
 @retention_group.command("run")

@@ -5,6 +5,9 @@
   per-recipient blocks and what they did), so the evidence of every delivery is kept. A message still
   in the quarantine and not handled keeps its bytes until an admin has read it;
 - the demo sandbox's messages: deleted after RETAIN_SANDBOX_DAYS;
+- used confirmations (the nonces of in-page confirmations, console/web/confirm.py): deleted once
+  their token can no longer be valid, CONFIRM_TOKEN_MINUTES after it was issued (so after it was
+  used) plus CONFIRMATION_MARGIN for the clocks of several web machines and a lifetime raised since;
 - rendered PDFs (instance/pdf/<period>/): a cycle's files are removed once RETAIN_PDF_YEARS full
   calendar years have passed after the cycle's year (1: the 2026 PDFs go on 1 January 2028). A bill
   asked for again is rendered again from its stored lines (console.paper.pdf.bill_pdf).
@@ -28,15 +31,22 @@ from sqlalchemy.orm import Session
 
 from console import outbox
 from console.models.mailin import InboundMessage, SandboxMessage
+from console.models.staff import UsedConfirmation
 
 log = logging.getLogger(__name__)
 
 RETENTION_ARMED_KEY = "billpost:retention-armed"
 _PERIOD_DIR = re.compile(r"^(\d{4})-\d{2}$")
+# A used nonce goes this long after its token expired at the latest. Its row is what refuses a second
+# submission of the same token; once the token is past its lifetime the signature check refuses it
+# anyway. The margin covers web machines whose clocks differ and CONFIRM_TOKEN_MINUTES raised by up
+# to this much since the token was issued.
+CONFIRMATION_MARGIN = timedelta(days=1)
 
 
 def purge_rows(session: Session, now: datetime, config: Mapping) -> dict:
-    """Raw inbound bytes emptied and old sandbox messages deleted; flushes. Returns the counts."""
+    """Raw inbound bytes emptied, old sandbox messages and expired confirmations' nonces deleted;
+    flushes. Returns the counts."""
     inbound_cutoff = now - timedelta(days=int(config["RETAIN_INBOUND_DAYS"]))
     emptied = session.execute(
         update(InboundMessage)
@@ -54,8 +64,15 @@ def purge_rows(session: Session, now: datetime, config: Mapping) -> dict:
         .where(SandboxMessage.received_at < sandbox_cutoff)
         .execution_options(synchronize_session=False)
     ).rowcount
+    # A token is used after it was issued, so one used before this cutoff is past its lifetime.
+    confirmation_cutoff = now - timedelta(minutes=int(config["CONFIRM_TOKEN_MINUTES"])) - CONFIRMATION_MARGIN
+    confirmations = session.execute(
+        delete(UsedConfirmation)
+        .where(UsedConfirmation.used_at < confirmation_cutoff)
+        .execution_options(synchronize_session=False)
+    ).rowcount
     session.flush()
-    return {"inbound_raw_emptied": emptied, "sandbox_deleted": deleted}
+    return {"inbound_raw_emptied": emptied, "sandbox_deleted": deleted, "confirmations_deleted": confirmations}
 
 
 def remove_old_pdfs(instance: Path, today: date, years: int) -> dict:

@@ -1,7 +1,9 @@
-"""Retention removes only what it should: old raw inbound bytes, old sandbox mail, old years' PDFs."""
+"""Retention removes only what it should: old raw inbound bytes, old sandbox mail, the nonces of
+confirmations whose tokens have expired, old years' PDFs."""
 
 from __future__ import annotations
 
+import time
 from datetime import date, timedelta
 
 from sqlalchemy import func, select
@@ -9,9 +11,11 @@ from sqlalchemy import func, select
 from console.audit import Actor, record_audit, record_contact
 from console.db import utcnow
 from console.delivery.publish import publish_cycle
-from console.models import AuditEvent, Bill, BillLine, ContactRecord, Delivery
+from console.models import AuditEvent, Bill, BillLine, ContactRecord, Delivery, Recipient
 from console.models.mailin import InboundMessage, SandboxMessage
+from console.models.staff import UsedConfirmation
 from console.ops import retention
+from tests.confirming import HX, ask, token_of
 from tests.delivery.conftest import add_bill, new_customer
 
 
@@ -56,7 +60,7 @@ def test_old_rows_go_new_rows_stay_and_the_record_is_never_touched(app, db):
 
     counts = retention.purge_rows(db, utcnow(), app.config)
     db.commit()
-    assert counts == {"inbound_raw_emptied": 2, "sandbox_deleted": 1}
+    assert counts == {"inbound_raw_emptied": 2, "sandbox_deleted": 1, "confirmations_deleted": 0}
     db.expire_all()
     raw = dict(db.execute(select(InboundMessage.id, InboundMessage.raw)).all())
     assert raw[ids["old"]] == b"" and raw[ids["handled"]] == b""
@@ -66,7 +70,8 @@ def test_old_rows_go_new_rows_stay_and_the_record_is_never_touched(app, db):
     assert ids["new_sb"] in remaining and ids["old_sb"] not in remaining
     assert _counts(db) == kept
     # Running it again changes nothing.
-    assert retention.purge_rows(db, utcnow(), app.config) == {"inbound_raw_emptied": 0, "sandbox_deleted": 0}
+    assert retention.purge_rows(db, utcnow(), app.config) == {"inbound_raw_emptied": 0, "sandbox_deleted": 0,
+                                                             "confirmations_deleted": 0}
 
 
 def test_the_periods_are_settings(app, db):
@@ -76,6 +81,49 @@ def test_the_periods_are_settings(app, db):
     assert retention.purge_rows(db, utcnow(), app.config)["inbound_raw_emptied"] == 1
     db.expire_all()
     assert db.get(InboundMessage, message.id).raw == b""
+
+
+def test_a_used_confirmation_goes_once_its_token_can_no_longer_be_valid(app, db, make_user):
+    user = make_user("clerk")
+    now = utcnow()
+    lifetime = timedelta(minutes=app.config["CONFIRM_TOKEN_MINUTES"])
+    ages = {"past": lifetime + retention.CONFIRMATION_MARGIN + timedelta(minutes=1),
+            "margin": lifetime + retention.CONFIRMATION_MARGIN - timedelta(minutes=1),
+            "fresh": timedelta(0)}
+    for name, age in ages.items():
+        db.add(UsedConfirmation(nonce=name, user_id=user.id, action="/x", used_at=now - age))
+    db.commit()
+    # The cutoff follows the tokens' lifetime: with a longer one, nothing is past it yet.
+    longer = app.config | {"CONFIRM_TOKEN_MINUTES": app.config["CONFIRM_TOKEN_MINUTES"] + 2}
+    assert retention.purge_rows(db, now, longer)["confirmations_deleted"] == 0
+    assert retention.purge_rows(db, now, app.config)["confirmations_deleted"] == 1
+    db.commit()
+    assert set(db.scalars(select(UsedConfirmation.nonce))) == {"margin", "fresh"}
+
+
+def test_a_token_whose_nonce_was_purged_is_still_refused(app, client, login_as, make_customer, db):
+    """Past its lifetime the token's signature refuses it: the nonce's row is no longer needed."""
+    login_as("clerk")
+    customer = make_customer(recipients=[{"name": "李娜", "relation": "proxy", "channel": "email",
+                                          "address": "lina@qq.com"}])
+    recipient = db.scalar(select(Recipient).where(Recipient.customer_id == customer.id))
+    url = f"/customers/{customer.id}/recipients/{recipient.id}/active"
+    app.config["CONFIRM_TOKEN_MINUTES"] = 60  # long enough to use it
+    token = token_of(ask(client, url, {"active": "0"}).get_data(as_text=True))
+    assert client.post(url, data={"active": "0", "confirm_token": token}, headers=HX).status_code == 200
+    db.expire_all()
+    assert db.get(Recipient, recipient.id).active is False
+    app.config["CONFIRM_TOKEN_MINUTES"] = 0  # now past its lifetime, and so its row
+    time.sleep(1.1)
+    later = utcnow() + retention.CONFIRMATION_MARGIN + timedelta(seconds=1)
+    assert retention.purge_rows(db, later, app.config)["confirmations_deleted"] == 1
+    db.commit()
+    db.get(Recipient, recipient.id).active = True  # as if changed back since, so a replay would show
+    db.commit()
+    replay = client.post(url, data={"active": "0", "confirm_token": token}, headers=HX)
+    assert replay.status_code == 422 and "过期" in replay.get_data(as_text=True)
+    db.expire_all()
+    assert db.get(Recipient, recipient.id).active is True
 
 
 def test_pdfs_of_a_cycle_are_kept_until_the_next_year_ends(tmp_path):
