@@ -206,6 +206,8 @@ def readable_message(raw: bytes) -> dict:
                 parts[kind] = body.get_content()
             except (LookupError, ValueError):  # an unknown charset or a broken part: the source shows it
                 parts[kind] = None
+    if parts.get("html"):
+        parts["html"] = _inline_related_images(msg, parts["html"])
     attachments = [
         {"name": part.get_filename() or "", "type": part.get_content_type(), "size": len(part.get_payload(decode=True) or b"")}
         for part in msg.iter_attachments()
@@ -213,6 +215,19 @@ def readable_message(raw: bytes) -> dict:
     return {"subject": decoded_header(msg["subject"]), "from": decoded_header(msg["from"]),
             "to": decoded_header(msg["to"]), "text": parts.get("plain"), "html": parts.get("html"),
             "attachments": attachments}
+
+
+def _inline_related_images(msg, html: str) -> str:  # noqa: ANN001
+    """`cid:` images of the message (its multipart/related parts) as data: URIs, as a mail client
+    shows them: the sandboxed frame cannot reach the message's parts."""
+    import base64
+
+    for part in msg.walk():
+        content_id = (part.get("Content-ID") or "").strip().strip("<>")
+        if content_id and part.get_content_maintype() == "image":
+            data = base64.b64encode(part.get_payload(decode=True) or b"").decode("ascii")
+            html = html.replace(f"cid:{content_id}", f"data:{part.get_content_type()};base64,{data}")
+    return html
 
 
 @bp.app_template_filter("decoded_header")

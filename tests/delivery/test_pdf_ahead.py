@@ -239,8 +239,6 @@ def test_a_pdf_that_cannot_be_rendered_holds_no_email_and_fails_its_job(mail_app
     session.close()
 
 
-@pytest.mark.xfail(strict=True, reason="needs console.delivery.message.bill_pdf_bytes to return None (and log) "
-                   "when the PDF cannot be made, as its docstring says; today the render error fails the send job")
 def test_an_email_whose_pdf_cannot_be_rendered_goes_without_it(mail_app, smtp_sink, monkeypatch):
     app = mail_app
     session = app.extensions["billpost.session_factory"]()

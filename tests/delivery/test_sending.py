@@ -81,6 +81,30 @@ def test_message_headers_resist_injection_and_pdf_attaches_per_setting(app, db):
     assert pdf.get_filename().endswith(".pdf") and pdf.get_content().startswith(b"%PDF")
 
 
+@pytest.mark.parametrize("name", ["张三", "Zhang San", 'Zhang "Sam", San', "王" * 60])
+def test_the_mail_policys_shortcuts_write_what_the_stdlib_smtp_policy_writes(app, db, name):
+    """console.delivery.message's policy stores and writes short plain headers as they are and shares
+    parsed Content- headers: the bytes must be the very ones the standard SMTP policy makes."""
+    [delivery] = _publish(db, name=name, key_account=True)
+    delivery.recipient_name = name
+    attempt = DeliveryAttempt(
+        delivery_id=delivery.id, attempt_no=1, token="d1-1-abc", envid="d1-1-abc", message_id="<d1-1-abc@b.test>"
+    )
+    db.add(attempt)
+    db.flush()
+    with app.app_context():
+        message = build_message(db, delivery, attempt, app.config)
+    ours = message.as_bytes()
+    assert ours == message.as_bytes(policy=email_policy.SMTP)
+    parsed = email.message_from_bytes(ours, policy=email_policy.SMTP)
+    # (the stdlib reads a name folded over several encoded words back with spaces between them)
+    assert parsed["To"].addresses[0].display_name.replace(" ", "") == name.replace(" ", "")
+    assert [p.get_content_type() for p in parsed.walk()] == [
+        "multipart/mixed", "multipart/alternative", "text/plain", "multipart/related", "text/html",
+        "image/png", "image/png", "application/pdf"]
+    assert max(ours) < 128 and max(len(line) for line in ours.split(b"\r\n")) <= 78  # 7-bit, folded
+
+
 def test_no_dsn_offered_is_recorded_and_4xx_waits_with_the_same_attempt(app, db, smtp_sink):
     ok, busy = _publish(
         db,

@@ -113,6 +113,30 @@ def test_sandbox_shows_the_message_as_the_customer_reads_it(client, db, login_as
     assert "<script>alert(4)" not in page
 
 
+def test_sandbox_shows_the_messages_inline_images(client, db, login_as):
+    """An image the HTML names by Content-ID (a multipart/related part) is shown, as a mail client shows it."""
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
+    message = EmailMessage(policy=SMTP)
+    message["Subject"] = "bill"
+    message.set_content("text")
+    message.add_alternative('<p><img src="cid:qr@x.test"></p>', subtype="html")
+    message.get_payload()[1].add_related(png, maintype="image", subtype="png", cid="<qr@x.test>")
+    raw = message.as_bytes()
+    kept = SandboxMessage(mail_from="b@x.test", rcpt_to="a@x.test", envid="e3", notify="SUCCESS", ret="HDRS",
+                          subject="bill", message_id="<m3@x>", size=len(raw), raw=raw, outcome="delivered")
+    db.add(kept)
+    db.commit()
+    login_as("admin")
+    page = client.get(f"/delivery/sandbox/{kept.id}").get_data(as_text=True)
+    import re
+
+    (frame,) = re.findall(r'srcdoc="([^"]*)"', page)
+    assert "cid:qr@x.test" not in frame and "data:image/png;base64,iVBORw0KGgo" in frame
+
+
 def _raw_header(raw: bytes, name: str) -> str:
     """A header as it stands on the wire (still RFC 2047 encoded), as the sandbox stores it."""
     import email
