@@ -11,13 +11,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, not_, or_, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from console.billing import cycles
+from console.billing import cycles, review
 from console.db import utcnow
 from console.delivery.counts import delivery_counts, email_funnel, mail_pending, sending_progress
-from console.models import Bill, Customer, Cycle, Recipient, WorkItem
+from console.models import Bill, Cycle, WorkItem
 from console.models.billing import BillStatus, CycleStatus
 from console.paper import batches
 from console.queues import QUEUES
@@ -123,28 +123,21 @@ def latest_cycle(session: Session) -> Cycle | None:
     return session.scalar(select(Cycle).order_by(Cycle.period.desc()).limit(1))
 
 
-def no_usable_recipient(session: Session, cycle_id: int, limit: int = 100) -> tuple[int, list[dict]]:
-    """Bills of the cycle whose customer has no way to receive them: e-mail wanted but no address
-    (holder or active recipient), paper wanted but no postal address, or no channel at all."""
-    email_recipient = exists().where(
-        Recipient.customer_id == Customer.id, Recipient.channel == "email", Recipient.active.is_(True)
-    )
-    unusable = or_(
-        and_(Customer.channel_email.is_(True), or_(Customer.email.is_(None), Customer.email == ""), not_(email_recipient)),
-        and_(Customer.channel_paper.is_(True), or_(Customer.postal_address.is_(None), Customer.postal_address == "")),
-        and_(Customer.channel_email.is_(False), Customer.channel_paper.is_(False), Customer.channel_portal.is_(False)),
-    )
-    base = select(Bill.id).join(Customer, Customer.id == Bill.customer_id).where(Bill.cycle_id == cycle_id, unusable)
-    total = session.scalar(select(func.count()).select_from(base.subquery()))
-    rows = session.execute(
-        select(Bill.id, Bill.bill_no, Bill.status, Customer.id.label("customer_id"), Customer.account_no,
-               Customer.name, Customer.channel_email, Customer.channel_paper, Customer.channel_portal)
-        .join(Customer, Customer.id == Bill.customer_id)
-        .where(Bill.cycle_id == cycle_id, unusable)
-        .order_by(Bill.id)
-        .limit(limit)
-    ).all()
-    return total, [dict(r._mapping) for r in rows]
+def no_usable_recipient(
+    session: Session, cycle_id: int, settings: review.ReviewSettings, limit: int = 100
+) -> tuple[int, list[dict]]:
+    """Bills of the cycle that reach nobody: the review's `no_working_channel` (console/billing/review.py,
+    the one definition: no e-mail to the holder or an active recipient, no paper copy where paper is
+    allowed, not on the web page), each with the review's reason and the bill's status."""
+    listed = review.no_working_channel(session, cycle_id, settings, limit)
+    statuses = dict(session.execute(
+        select(Bill.id, Bill.status).where(Bill.id.in_([b.bill_id for b in listed.bills]))
+    ).all()) if listed.bills else {}
+    return listed.count, [
+        {"id": b.bill_id, "bill_no": b.bill_no, "customer_id": b.customer_id, "account_no": b.account_no,
+         "name": b.customer_name, "detail": b.detail, "status": statuses[b.bill_id]}
+        for b in listed.bills
+    ]
 
 
 def paper_queue(session: Session) -> dict:

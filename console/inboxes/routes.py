@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError
 
 from console import outbox
 from console.audit import Actor, log_security_event, record_audit
+from console.billing.review import ReviewSettings
 from console.extensions import db
 from console.inboxes import dashboard, services
 from console.models import Cycle
@@ -442,7 +443,8 @@ def close(item_id: int):
 def index():  # noqa: F811
     session = db()
     cycle = dashboard.latest_cycle(session)
-    total, bills = dashboard.no_usable_recipient(session, cycle.id) if cycle else (0, [])
+    settings = ReviewSettings.of(current_app.config)
+    total, bills = dashboard.no_usable_recipient(session, cycle.id, settings) if cycle else (0, [])
     return render_page_or_fragment(
         "inboxes/clerk.html", "inboxes/_clerk.html", cycle=cycle, unusable_total=total, unusable=bills,
         paper=dashboard.paper_queue(session), poll_seconds=POLL_SECONDS * 2,

@@ -138,6 +138,33 @@ def test_clerk_sees_bills_with_no_usable_recipient(sign_in, make_customer, make_
     assert 'data-count="unusable">1<' in html
 
 
+def test_the_clerks_list_is_the_reviews_no_working_channel(app, sign_in, make_customer, make_item, db):
+    """One rule for "reaches nobody" (console/billing/review.py): the web page counts as a channel, and
+    paper only where it is allowed (key accounts only, by default)."""
+    from console.billing import review
+
+    no_address = make_customer(email=None, channel_email=True, channel_portal=False)
+    on_the_web = make_customer(email=None, channel_email=True, channel_portal=True)
+    paper_not_allowed = make_customer(channel_email=False, channel_portal=False, channel_paper=True)
+    nothing = make_customer(wants_ebill=False, channel_email=False, channel_portal=False)
+    for customer in (no_address, on_the_web, paper_not_allowed, nothing):
+        make_item(customer, address="x@nowhere.test")
+    client, _ = sign_in("clerk")
+    html = client.get("/inbox/clerk/").get_data(as_text=True)
+    cycle_id = _cycle_id(db)
+    listed = review.no_working_channel(db, cycle_id, review.ReviewSettings.of(app.config))
+    assert {b.account_no for b in listed.bills} == {no_address.account_no, paper_not_allowed.account_no,
+                                                   nothing.account_no}
+    for b in listed.bills:
+        assert b.account_no in html and f'data-detail="{b.detail}"' in html
+    assert on_the_web.account_no not in html
+    assert f'data-count="unusable">{listed.count}<' in html
+    assert "需要电子邮件，但未登记邮箱地址" in html and "未选择任何渠道" in html and "纸质账单仅限大客户" in html
+    english = client.get("/inbox/clerk/?lang=en").get_data(as_text=True)
+    assert "E-mail wanted, but no address on file" in english and "No channel chosen" in english
+    assert "Paper wanted, but paper is for key accounts only" in english
+
+
 def test_admin_dashboard_shows_the_cycle_funnel(sign_in, make_customer, make_item, db, redis_conn):
     item = make_item(make_customer())
     client, _ = sign_in("admin")
