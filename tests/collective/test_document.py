@@ -57,3 +57,18 @@ def test_pdf_prints_a_summary_page_then_one_page_per_point(app, db, collective_b
         assert point.point_no in pages[0]  # the per-point summary
     for page, point, amount in zip(pages[1:], points, ["805.99", "271.69", "500.00"], strict=True):
         assert point.point_no in page and amount in page
+
+
+def test_the_print_layout_carries_each_stylesheet_once(app, db, collective_bill):
+    """Each part of a collective bill is a bill document with its own <style>; xhtml2pdf matches every
+    element against every rule, so copies made the PDF's time grow with the square of the points."""
+    from console.paper.pdf import bill_print_html, styles_once
+
+    bill, points = collective_bill
+    with app.app_context():
+        html = bill_print_html(db, bill)
+    assert html.count("<style>") == 2  # the print layout's and the bill document's
+    assert html.count(".bill .point-detail") == 1
+    assert all(point.point_no in html for point in points)
+    assert styles_once(["<style>a</style>x", "<style>a</style>y<style>b</style>"]) == [
+        "<style>a</style>x", "y<style>b</style>"]
