@@ -241,9 +241,10 @@ def _bill_type(inputs: PointInputs, entries: list[Entry], metered: bool) -> str:
     electricity) > adjustment (corrections to an earlier period) > non_metered (charges, no reads)."""
     if inputs.closing:
         return "final"
-    if any(e.kind == "installment" for e in entries):
+    kinds = {e.kind for e in entries}
+    if "installment" in kinds:
         return "installment"
-    if metered or inputs.reads or any(e.kind == "electricity" for e in entries):
+    if metered or inputs.reads or "electricity" in kinds:
         return "regular"
     if any(e.kind in ADJUSTMENT_KINDS and e.for_period for e in entries):
         return "adjustment"
@@ -545,6 +546,7 @@ def write_bills(
             ).all())
         ids = [by_no[number] for number in numbers]
     line_rows, new_entries, billed, message_rows, deposit_rows = [], [], [], [], []
+    messages_for: dict[tuple[str, date], list[dict]] = {}  # a chunk's bills share a few customer types and dates
     for bill_id, (b, _unit, _no) in zip(ids, made, strict=True):
         position = 0
         for part in collective.parts_of(b):  # a collective bill: each point's lines and entries in turn
@@ -565,7 +567,10 @@ def write_bills(
                     })
                 else:
                     billed.append({"eid": entry.id, "bid": bill_id})
-        for position, campaign in enumerate(choose_messages(campaigns, b.customer_type, b.bill_date), 1):
+        chosen = messages_for.get((b.customer_type, b.bill_date))
+        if chosen is None:
+            chosen = messages_for[b.customer_type, b.bill_date] = choose_messages(campaigns, b.customer_type, b.bill_date)
+        for position, campaign in enumerate(chosen, 1):
             message_rows.append({"bill_id": bill_id, "campaign_id": campaign["id"], "position": position,
                                  "text_zh": campaign["text_zh"], "text_en": campaign["text_en"]})
         if b.deposit_applied or any(
