@@ -17,9 +17,11 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, update
+from flask import current_app
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from console.models.billing import Bill, BillStatus
@@ -57,12 +59,14 @@ def redate_for_publish(
 ) -> int:
     """Before a cycle's bills (first..last, when given) are published on `today`: every bill not yet
     published that would leave the customer less than MIN_PAYMENT_DAYS is issued today and due
-    MIN_PAYMENT_DAYS later (one conditional UPDATE; `redated` is the same rule for one bill). Returns
-    the bills re-dated."""
+    MIN_PAYMENT_DAYS later (one conditional UPDATE; `redated` is the same rule for one bill). A PDF
+    rendered before (a clerk's preview, a render job) shows the old dates: its file is removed, so the
+    next bill_pdf renders the bill again instead of finding it on disk. Returns the bills re-dated."""
     latest = today + timedelta(days=min_days)
     late = [Bill.cycle_id == cycle_id, Bill.status == BillStatus.GENERATED, Bill.due_date < latest]
     if bill_ids is not None:
         late.append(Bill.id.between(*bill_ids))
+    rendered = session.scalars(select(Bill.pdf_path).where(*late, Bill.pdf_path.is_not(None))).all()
     result = session.execute(
         update(Bill)
         .where(*late)
@@ -71,4 +75,6 @@ def redate_for_publish(
         .execution_options(synchronize_session=False)
     )
     session.flush()
+    for relpath in rendered:  # removed before the commit: a rollback leaves a path bill_pdf renders again
+        (Path(current_app.config["INSTANCE_PATH"]) / relpath).unlink(missing_ok=True)
     return result.rowcount

@@ -5,6 +5,7 @@ the due date the customer was given."""
 
 from __future__ import annotations
 
+import subprocess
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal as D
 
@@ -166,3 +167,32 @@ def test_a_catch_up_cycle_published_weeks_later_sends_no_overdue_bill(app, db, b
     (december,) = billing.run("2026-12", "2026-12-31")
     fee = next(line for line in december.lines if line.kind == "late_fee")
     assert fee.details["fees"][0]["due_date"] == "2026-12-12" and fee.details["fees"][0]["days"] == 19
+
+
+def test_a_pdf_rendered_before_a_late_publish_is_rendered_again_with_the_new_dates(
+    app, db, billing, make_customer, redis_conn
+):
+    """Found in review: the re-dating cleared pdf_path but left the file, and bill_pdf, finding a file
+    at the bill's path ("another process rendered it"), handed out the PDF with the old due date."""
+    from console.paper.pdf import bill_pdf
+
+    def pdf_text(path) -> str:  # noqa: ANN001
+        return subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True,
+                              check=True).stdout
+
+    point = billing.point(make_customer(key_account=True, customer_type="commercial"))
+    billing.read(point, "2026-09-05", "0")
+    billing.read(point, "2026-10-05", "200")
+    (bill,) = billing.run("2026-10")  # due 11-10
+    with app.app_context():
+        before = pdf_text(bill_pdf(db, bill))  # a clerk's preview before publishing
+    assert "2026-11-10" in before
+    cycles.get_cycle(db, "2026-10").status = CycleStatus.GENERATED
+    with app.app_context():
+        cycles.publish(db, "2026-10", Actor.system(), app.config, now=datetime(2026, 12, 2, 3, 0, tzinfo=UTC))
+    db.commit()
+    db.refresh(bill)
+    assert bill.due_date == date(2026, 12, 12)
+    with app.app_context():
+        after = pdf_text(bill_pdf(db, bill))
+    assert "2026-12-12" in after and "2026-11-10" not in after
