@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -150,9 +151,33 @@ class Stage:
         } | checks
 
 
-def _workers(app: Flask, count: int, env: dict, burst: bool = True) -> list[subprocess.Popen]:
+def _workers(app: Flask, count: int, env: dict, burst: bool = True, log: Path | None = None) -> list[subprocess.Popen]:
+    """`count` worker processes; their output (RQ's job failures with their tracebacks) appended to `log`."""
     args = [sys.executable, "-c", "from console.cli import main; main()", "worker"] + (["--burst"] if burst else [])
-    return [subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(count)]
+    processes = []
+    for _ in range(count):
+        out = log.open("ab") if log is not None else subprocess.DEVNULL
+        processes.append(subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT))
+        if log is not None:
+            out.close()  # the child has its own descriptor
+    return processes
+
+
+EXCEPTION_LINE = re.compile(r"[A-Za-z_][\w.]*(: |$)")  # "module.Error: text" ends a traceback; log lines start with a date
+
+
+def job_failures(log: Path) -> list[str]:
+    """The exceptions the workers logged (the last line of each traceback), counted, most frequent first:
+    a job that failed once and succeeded on its RQ retry leaves no other trace once the bench is over."""
+    if not log.is_file():
+        return []
+    counts: dict[str, int] = {}
+    previous = ""
+    for line in log.read_text(errors="replace").splitlines():
+        if previous.startswith("  ") and EXCEPTION_LINE.match(line):
+            counts[line[:200]] = counts.get(line[:200], 0) + 1
+        previous = line
+    return [f"{n} x {text}" for text, n in sorted(counts.items(), key=lambda item: -item[1])]
 
 
 def _wait_all(processes: list[subprocess.Popen], stage: Stage | None = None) -> int:
@@ -225,7 +250,7 @@ def run(app: Flask, customers: int, workers: int, connections: int, wait: float,
             chunks = cycles.start_run(session, period, Actor.cli(), int(app.config["CYCLE_CHUNK_SIZE"]))
             session.commit()
         stage = Stage("generate", "bills")
-        generators = _workers(app, workers, env)
+        generators = _workers(app, workers, env, log=folder / "workers.log")
         stage.cpu_shares.name(generators, "Billpost workers")
         stage.peak_kb = _wait_all(generators, stage)
         with factory() as session:
@@ -275,7 +300,7 @@ def run(app: Flask, customers: int, workers: int, connections: int, wait: float,
         time.sleep(2)
         mailin_cpu = _proc_cpu(mailin.pid)
         stage = Stage("send", "e-mails")
-        senders = _workers(app, workers, env, burst=False)
+        senders = _workers(app, workers, env, burst=False, log=folder / "workers.log")
         stage.cpu_shares.name(senders, "Billpost workers (send)")
         stage.cpu_shares.name([mailin], "Billpost mail-in")
         emails = result["email"]
@@ -318,7 +343,7 @@ def run(app: Flask, customers: int, workers: int, connections: int, wait: float,
                                               key_accounts_only=app.config["PAPER_KEY_ACCOUNTS_ONLY"])
             batches.queue_rendering(session, gathered.batch_ids)
             session.commit()
-        printers = _workers(app, workers, env)
+        printers = _workers(app, workers, env, log=folder / "workers.log")
         stage.cpu_shares.name(printers, "Billpost workers")
         stage.peak_kb = _wait_all(printers, stage)
         from console.models.paper import BatchStatus, PrintBatch
@@ -337,6 +362,10 @@ def run(app: Flask, customers: int, workers: int, connections: int, wait: float,
         for row in rows:
             yield f"  {row['stage']:<9} " + ", ".join(
                 f"{group} {share:.0f} %" for group, share in row["machine_cpu_percent_by_process"].items())
+        failures = job_failures(folder / "workers.log")
+        yield "job failures the workers logged (RQ retried them): " + ("none" if not failures else "")
+        for failure in failures[:10]:
+            yield f"  {failure}"
     finally:
         if mailin is not None:
             mailin.terminate()
