@@ -270,8 +270,12 @@ class WorkerProcess:
 
     def check_alive(self) -> None:
         if self.process.poll() is not None:
-            self.log.seek(0)
-            raise AssertionError(f"the worker stopped: {self.log.read().decode()[-3000:]}")
+            raise AssertionError(f"the worker stopped: {self.tail()}")
+
+    def tail(self, chars: int = 3000) -> str:
+        """The end of what the worker wrote to stderr (its job failures), to explain a failed wait."""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-chars:]
 
     def send_signal(self, number: int) -> None:
         """To the worker and its work horses (RQ forks each job's process in a session of its own)."""

@@ -250,7 +250,10 @@ def test_kill_9_of_a_worker_mid_batch_loses_nothing_and_duplicates_at_most_the_o
     try:
         while (out := _sent(app)) < total - 1:
             worker.check_alive()
-            assert time.monotonic() - restarted_at < 60, f"not recovered 60 s after the restart: {out} of {total} sent"
+            assert time.monotonic() - restarted_at < 60, (
+                f"not recovered 60 s after the restart: {out} of {total} sent; unsent: {_unsent(app)}; "
+                f"worker: {worker.tail()}"
+            )
             time.sleep(0.2)
         recovery = time.monotonic() - restarted_at
         assert recovery < 30, recovery  # one lease (2 s) + one sweep period (2 s) + sending, with room
@@ -279,6 +282,18 @@ def test_kill_9_of_a_worker_mid_batch_loses_nothing_and_duplicates_at_most_the_o
 
 def _deadline_counts(counts: dict) -> tuple:
     return counts["resend_queued"], counts["escalated"], counts["to_send"]
+
+
+def _unsent(app) -> list:  # noqa: ANN001
+    """(delivery id, its status, attempt outcome) of each attempt without sent_at: explains a stalled wait."""
+    session = _session(app)
+    try:
+        return session.execute(
+            select(Delivery.id, Delivery.status, DeliveryAttempt.outcome)
+            .join(DeliveryAttempt, DeliveryAttempt.delivery_id == Delivery.id).where(DeliveryAttempt.sent_at.is_(None))
+        ).all()
+    finally:
+        session.close()
 
 
 def _sent(app) -> int:  # noqa: ANN001
