@@ -464,11 +464,14 @@ def _confirm_statement_pg() -> Any:
     attempt = (
         update(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("a_id"))
         .values({name: _p(f"a_{name}", ATTEMPTS.c[name]) for name in _OUTCOME_COLUMNS})
-        .returning(ATTEMPTS.c.id).cte("attempt_reported")
+        .returning(ATTEMPTS.c.delivery_id).cte("attempt_reported")
     )
+    # The delivery's UPDATE reads the attempt's: the attempt's row is locked first, then the delivery's,
+    # as the sender's `sent` record does. Unlinked CTEs run in no set order, and a report overtaking
+    # the sender's record (a fast MX) deadlocked with it (tests/delivery/test_sending.py).
     won = (
         update(DELIVERIES)
-        .where(DELIVERIES.c.id == bindparam("d_id"), DELIVERIES.c.status.in_(CONFIRMABLE))
+        .where(DELIVERIES.c.id == select(attempt.c.delivery_id).scalar_subquery(), DELIVERIES.c.status.in_(CONFIRMABLE))
         .values(status=DeliveryStatus.CONFIRMED, confirmed_at=_p("d_at", DELIVERIES.c.confirmed_at),
                 confirmed_by=_p("d_how", DELIVERIES.c.confirmed_by), confirm_due_at=None, claimed_until=None,
                 updated_at=_p("d_at", DELIVERIES.c.updated_at))  # explicit: no onupdate under a DML CTE
@@ -491,7 +494,7 @@ def _confirm_statement_pg() -> Any:
         .values(notice=WorkItemNotice.CONFIRMED_LATER, notice_at=_p("w_at", WORK_ITEMS.c.notice_at))
         .returning(WORK_ITEMS.c.id).cte("items_noticed")
     )
-    return select(func.count()).select_from(won).add_cte(attempt, contact, items, noticed)
+    return select(func.count()).select_from(won).add_cte(contact, items, noticed)
 
 
 def _items_of(delivery_ids: Any) -> Any:
@@ -547,7 +550,7 @@ def confirm_row(session: Session, row: AttemptRow, how: str, at: datetime, *, wi
     ):
         params = {f"a_{name}": value for name, value in attempt_values.items()}
         params.update({f"c_{name}": value for name, value in contact.items()})
-        params.update(a_id=row.id, d_id=row.delivery_id, d_at=at, d_how=how, w_at=at, w_reason=close_reason)
+        params.update(a_id=row.id, d_at=at, d_how=how, w_at=at, w_reason=close_reason)
         won = connection.execute(_CONFIRM_PG, params).scalar() == 1
     else:
         if attempt_values is not None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import email
 import threading
+import time
 from datetime import timedelta
 from email import policy as email_policy
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 
 from console.audit import Actor
@@ -442,3 +443,79 @@ def test_a_batch_that_fails_midway_gives_its_claims_back_so_the_jobs_retry_sends
         again = send_batch(session, ids, app.config)  # the job's retry, at once: nothing waits for a lease
     assert again == {"sent": 3, "refused": 0, "temporary": 0, "skipped": 2}
     session.close()
+
+
+def _waiting_on_a_lock(engine, marker: str) -> bool:  # noqa: ANN001
+    with engine.connect() as probe:
+        return bool(probe.scalar(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE :marker"
+        ), {"marker": f"%{marker}%"}))
+
+
+def _until(condition, seconds: float = 10.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the statement never came to wait on the lock"
+        time.sleep(0.02)
+
+
+def test_a_report_that_overtakes_the_sent_record_does_not_deadlock_with_it(committed):
+    """Seen in `bench email --reports received` (loopback Postfix, 2026-12-03): the DSN came back and the
+    mail-in confirmed while the sender was still writing `sent` for the same message. The sender's
+    statement locks the attempt, then the delivery; the mail-in's took the delivery, then the attempt
+    (its CTEs ran in no set order), and PostgreSQL killed one of them as a deadlock (the bench's sender,
+    once in three runs). Made to happen every time: a third connection holds the attempt's row, the
+    sender waits for it first, the mail-in second; then the row is let go."""
+    from console.delivery.policy import apply_report
+    from console.delivery.sender import Sender
+
+    app = committed
+    engine = app.extensions["billpost.engine"]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks: SQLite writes one transaction at a time")
+    factory = app.extensions["billpost.session_factory"]
+    setup = factory()
+    [delivery] = _publish(setup)
+    setup.close()
+    sender_session = factory()
+    with app.app_context():
+        sender = Sender(sender_session, app.config)
+        [loaded] = sender.load(sender.claim([delivery.id]))
+        attempt = sender.prepare([loaded])[loaded.id]
+    errors: list[Exception] = []
+
+    def record_sent() -> None:
+        try:
+            with app.app_context():
+                sender._record_sent(loaded, attempt, "250 2.0.0 Ok: queued")
+        except Exception as exc:  # noqa: BLE001 - the deadlock, reported below
+            errors.append(exc)
+
+    def report_delivered() -> None:
+        with factory() as mailin:
+            try:
+                apply_report(mailin, mailin.get(DeliveryAttempt, attempt.id), "delivered", "2.0.0",
+                             "smtp; 250 2.0.0 Ok", utcnow(), "mx.customers.test")
+                mailin.commit()
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+
+    holder = engine.connect()
+    holder.begin()
+    holder.execute(text("SELECT id FROM delivery_attempts WHERE id = :id FOR UPDATE"), {"id": attempt.id})
+    threads = [threading.Thread(target=record_sent), threading.Thread(target=report_delivered)]
+    threads[0].start()
+    _until(lambda: _waiting_on_a_lock(engine, "attempt_sent"))
+    threads[1].start()
+    _until(lambda: _waiting_on_a_lock(engine, "attempt_reported"))
+    holder.rollback()
+    holder.close()
+    for thread in threads:
+        thread.join(30)
+    sender.close()
+    sender_session.close()
+    assert errors == []
+    with factory() as check:
+        assert check.get(Delivery, delivery.id).status == "confirmed"
+        recorded = check.get(DeliveryAttempt, attempt.id)
+        assert recorded.sent_at is not None and recorded.outcome == "delivered"
