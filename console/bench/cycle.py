@@ -1,5 +1,6 @@
 """`console bench cycle`: seed (or reuse) N customers with points, reads and charges, generate a cycle
-with ONE worker process (a burst RQ SimpleWorker in a subprocess, so its memory is its own), and
+with ONE worker process (a burst RQ SimpleWorker in a subprocess, so its memory is its own; `--workers`
+for several at once), and
 compare with the floor: the same bill rows written by a bare Core bulk insert."""
 
 from __future__ import annotations
@@ -284,9 +285,9 @@ def chunk_rates(session, cycle: Cycle) -> dict[str, dict]:  # noqa: ANN001
     return out
 
 
-def _generate(app: Flask, period: str, chunk_size: int) -> Iterator[str | dict]:
-    """Open the bench cycle afresh, enqueue its chunks, run them with one worker process; yields the
-    worker's figures (a dict) last."""
+def _generate(app: Flask, period: str, chunk_size: int, workers: int = 1) -> Iterator[str | dict]:
+    """Open the bench cycle afresh, enqueue its chunks, run them with `workers` worker processes at once;
+    yields their figures (a dict: the longest worker's seconds, the largest peak memory) last."""
     factory = app.extensions["billpost.session_factory"]
     with factory() as session:
         reset_cycle(session, period)
@@ -296,12 +297,17 @@ def _generate(app: Flask, period: str, chunk_size: int) -> Iterator[str | dict]:
         session.commit()  # the chunk jobs reach the queue with the commit
         yield f"{len(chunks)} chunks of up to {chunk_size} customers enqueued"
     env = child_environment(REDIS_URL=redis_url(app), DATABASE_URL=app.config["DATABASE_URL"])
-    result = subprocess.run([sys.executable, "-m", "console.bench.cycle_worker"], env=env, capture_output=True,
-                            text=True, check=False)
-    if result.returncode != 0:
-        yield result.stderr[-3000:]
-        raise RuntimeError("the bench worker failed")
-    yield json.loads(result.stdout.strip().splitlines()[-1])
+    processes = [subprocess.Popen([sys.executable, "-m", "console.bench.cycle_worker"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(workers)]
+    figures = []
+    for process in processes:
+        out, err = process.communicate()
+        if process.returncode != 0:
+            yield err[-3000:]
+            raise RuntimeError("a bench worker failed")
+        figures.append(json.loads(out.strip().splitlines()[-1]))
+    yield {"seconds": max(f["seconds"] for f in figures), "maxrss_kb": max(f["maxrss_kb"] for f in figures),
+           "startup_rss_kb": max(f["startup_rss_kb"] for f in figures), "workers": workers}
 
 
 def run_collective_bench(app: Flask, customers: int, period: str, key_accounts: int,
@@ -366,7 +372,7 @@ def run_collective_bench(app: Flask, customers: int, period: str, key_accounts: 
               f"{rate(key, 'points') / rate(plain, 'bills'):.2f}"
 
 
-def run_bench(app: Flask, customers: int, period: str) -> Iterator[str]:
+def run_bench(app: Flask, customers: int, period: str, workers: int = 1) -> Iterator[str]:
     factory = app.extensions["billpost.session_factory"]
     chunk_size = int(app.config["CYCLE_CHUNK_SIZE"])
     with factory() as session:
@@ -376,7 +382,7 @@ def run_bench(app: Flask, customers: int, period: str) -> Iterator[str]:
         yield from seed(session, customers, period)
         yield f"seeding/reuse took {time.perf_counter() - started:.1f} s"
     figures: dict = {}
-    for item in _generate(app, period, chunk_size):
+    for item in _generate(app, period, chunk_size, workers):
         if isinstance(item, dict):
             figures = item
         else:
@@ -392,12 +398,15 @@ def run_bench(app: Flask, customers: int, period: str) -> Iterator[str]:
     dialect = app.extensions["billpost.engine"].dialect.name
     yield f"database: {dialect}; cycle {period}: {report['status']}, {bills} bills, {lines} lines, " \
           f"{report['chunks']['chunks_failed']} failed chunks"
-    yield f"generation: {figures['seconds']:.2f} s with one worker process = {rate:,.0f} bills/s"
+    processes = "one worker process" if workers == 1 else f"{workers} worker processes at once"
+    yield f"generation: {figures['seconds']:.2f} s with {processes} = {rate:,.0f} bills/s" + (
+        f" ({rate / workers:,.0f} a worker)" if workers > 1 else "")
     yield f"peak worker memory (max RSS): {figures['maxrss_kb'] / 1024:.0f} MB " \
           f"(after start-up: {figures['startup_rss_kb'] / 1024:.0f} MB)"
     yield f"floor (bare Core bulk insert of the same {floor_rows} bill rows): {floor_seconds:.2f} s = " \
           f"{floor_rate:,.0f} bills/s"
-    yield f"ratio generation/floor: {rate / floor_rate:.2f}" if floor_rate else "ratio: n/a"
+    against = "" if workers == 1 else f" ({workers} workers against the floor's one connection)"
+    yield f"ratio generation/floor: {rate / floor_rate:.2f}{against}" if floor_rate else "ratio: n/a"
 
 
 @click.command("cycle")
@@ -406,14 +415,16 @@ def run_bench(app: Flask, customers: int, period: str) -> Iterator[str]:
 @click.option("--key-accounts", default=0, show_default=True,
               help="Also seed this many collective-billing key accounts and compare their rate (issue 4).")
 @click.option("--points-per-account", default=20, show_default=True)
+@click.option("--workers", default=1, show_default=True,
+              help="Worker processes generating at once (the scale-out figure; the floor stays one connection).")
 @with_appcontext
-def bench_cycle(customers: int, period: str, key_accounts: int, points_per_account: int) -> None:
-    """Generate a cycle for N customers with one worker process: bills/s, peak memory, bare-insert floor.
-    With --key-accounts: ordinary vs collective rates instead."""
+def bench_cycle(customers: int, period: str, key_accounts: int, points_per_account: int, workers: int) -> None:
+    """Generate a cycle for N customers with one worker process (or --workers): bills/s, peak memory,
+    bare-insert floor. With --key-accounts: ordinary vs collective rates instead."""
     app = current_app._get_current_object()
     if key_accounts:
         lines = run_collective_bench(app, customers, period, key_accounts, points_per_account)
     else:
-        lines = run_bench(app, customers, period)
+        lines = run_bench(app, customers, period, max(1, workers))
     for line in lines:
         click.echo(line)
