@@ -20,6 +20,8 @@ import json
 import shutil
 import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import date
@@ -35,6 +37,7 @@ from console.audit import Actor
 from console.config import child_environment
 from console.db import utcnow
 from console.models import Bill, BillLine, ContactRecord, Customer, Cycle, Delivery, DeliveryAttempt, WorkItem
+from console.queues import redis_url
 
 PREFIX = "EBENCH"
 PERIODS = {False: "2000-01", True: "2000-02"}
@@ -131,9 +134,40 @@ def _percentiles(values: list[float]) -> dict:
             "max_ms": round(values[-1] * 1000, 1), "mean_ms": round(statistics.mean(values) * 1000, 1)}
 
 
-def run_once(app, messages: int, pdf: bool, wait: float, receiver=None, connections: int = 1) -> dict:  # noqa: ANN001
+def _send_in_processes(app, ids: list[int], senders: int, connections: int) -> tuple[int, float, float]:  # noqa: ANN001
+    """The ids sent by `senders` processes at once (batch k to process k mod W, as workers share the
+    send jobs): (sent, their CPU seconds together, wall seconds from the first start to the last end)."""
+    size = int(app.config["SEND_BATCH_SIZE"])
+    batches = [ids[i : i + size] for i in range(0, len(ids), size)]
+    env = child_environment(
+        DATABASE_URL=app.extensions["billpost.engine"].url.render_as_string(hide_password=False),
+        REDIS_URL=redis_url(app), SECRET_KEY=app.config["SECRET_KEY"], BOUNCE_DOMAIN=app.config["BOUNCE_DOMAIN"],
+        SMTP_HOST=str(app.config["SMTP_HOST"]), SMTP_PORT=str(app.config["SMTP_PORT"]),
+        SMTP_STARTTLS="1" if app.config["SMTP_STARTTLS"] else "0", SMTP_USER=app.config["SMTP_USER"] or "",
+        SEND_CONNECTIONS=str(connections), LOG_LEVEL="WARNING",
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        processes = []
+        for k in range(senders):
+            part = Path(folder) / f"ids-{k}.json"
+            part.write_text(json.dumps([i for batch in batches[k::senders] for i in batch]))
+            processes.append(subprocess.Popen([sys.executable, "-m", "console.bench.email_sender", str(part)],
+                                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        figures = []
+        for process in processes:
+            out, err = process.communicate()
+            if process.returncode != 0:
+                raise click.ClickException(f"a sender process failed: {err[-2000:]}")
+            figures.append(json.loads(out.strip().splitlines()[-1]))
+    return (sum(f["sent"] for f in figures), sum(f["cpu"] for f in figures),
+            max(f["ended"] for f in figures) - min(f["started"] for f in figures))
+
+
+def run_once(app, messages: int, pdf: bool, wait: float, receiver=None, connections: int = 1,  # noqa: ANN001
+             senders: int = 1) -> dict:
     """One run; with `receiver` (the mail-in process) it is paused while the worker sends and
-    continued after, so the rate is the worker's own, not shared with the report intake."""
+    continued after, so the rate is the worker's own, not shared with the report intake. With
+    `senders` > 1 the ids are sent by that many processes at once (the scale-out figure)."""
     from console.delivery.publish import publish_cycle
     from console.delivery.sender import send_batch_over_connections
     from console.portal.services import issue_bill_codes
@@ -152,16 +186,19 @@ def run_once(app, messages: int, pdf: bool, wait: float, receiver=None, connecti
     size = int(app.config["SEND_BATCH_SIZE"])
     if receiver is not None:
         receiver.send_signal(signal.SIGSTOP)  # Postfix's deliveries of the reports wait (connected, no greeting)
-    started = time.perf_counter()
-    cpu = time.process_time()
-    sent = 0
-    for i in range(0, len(ids), size):
-        sent += send_batch_over_connections(app, factory, ids[i : i + size], connections)["sent"]
-    elapsed = time.perf_counter() - started
-    cpu = time.process_time() - cpu
+    if senders > 1:
+        sent, cpu, elapsed = _send_in_processes(app, ids, senders, connections)
+    else:
+        started = time.perf_counter()
+        cpu = time.process_time()
+        sent = 0
+        for i in range(0, len(ids), size):
+            sent += send_batch_over_connections(app, factory, ids[i : i + size], connections)["sent"]
+        elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
     # The sender's own CPU time too: on a shared machine the wall-clock rate says more about the load.
     result = {"pdf": pdf, "reports": "held while sending" if receiver else "received while sending",
-              "connections": connections,
+              "connections": connections, "senders": senders,
               "messages": len(ids), "sent": sent, "seconds": round(elapsed, 2),
               "messages_per_second": round(sent / elapsed, 1) if elapsed else None,
               "sender_cpu_seconds": round(cpu, 2),
@@ -228,10 +265,6 @@ def _summary(results: list[dict]) -> dict:
 def _start_mailin(app, port: int, folder: Path):  # noqa: ANN001, ANN202
     """`console mailin` in a process of its own (as in production), receiving on `port`."""
     import socket
-    import subprocess
-    import sys
-
-    from console.queues import redis_url
 
     env = child_environment(
         DATABASE_URL=app.extensions["billpost.engine"].url.render_as_string(hide_password=False),
@@ -271,8 +304,10 @@ def _start_mailin(app, port: int, folder: Path):  # noqa: ANN001, ANN202
 )
 @click.option("--runs", default=1, show_default=True, help="Runs of each kind, then their median (a shared machine varies).")
 @click.option("--connections", default=1, show_default=True, help="SMTP connections of the one sender (SEND_CONNECTIONS).")
+@click.option("--senders", default=1, show_default=True,
+              help="Sender processes at once (the scale-out figure); the floor is then smtp-source with as many sessions.")
 @with_appcontext
-def bench_email(messages: int, pdf: str, wait: float, reports: str, runs: int, connections: int) -> None:
+def bench_email(messages: int, pdf: str, wait: float, reports: str, runs: int, connections: int, senders: int) -> None:
     """E-mail sending rate of one worker (DSN requested) and the report-to-confirmation latency."""
     app = current_app._get_current_object()
     postfix = receiver = folder = None
@@ -293,11 +328,12 @@ def bench_email(messages: int, pdf: str, wait: float, reports: str, runs: int, c
                 results = []
                 for _ in range(max(1, runs)):
                     if postfix is not None and hold:  # the floor measured beside each run, same Postfix
-                        floor = smtp_source_rate(postfix.port, min(messages, 2000))
+                        floor = smtp_source_rate(postfix.port, min(messages, 2000), sessions=max(1, senders))
                         postfix.flush_queue()
-                    result = run_once(app, messages, mode, wait, receiver if hold else None, connections)
+                    result = run_once(app, messages, mode, wait, receiver if hold else None, connections,
+                                      max(1, senders))
                     if postfix is not None and hold:
-                        result["smtp_source_1_session_messages_per_second"] = round(floor, 1)
+                        result[f"smtp_source_{max(1, senders)}_session_messages_per_second"] = round(floor, 1)
                         result["ratio_to_smtp_source"] = round(result["messages_per_second"] / floor, 2)
                     results.append(result)
                     click.echo(json.dumps(results[-1], ensure_ascii=False))
