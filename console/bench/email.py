@@ -310,6 +310,8 @@ def _start_mailin(app, port: int, folder: Path):  # noqa: ANN001, ANN202
 def bench_email(messages: int, pdf: str, wait: float, reports: str, runs: int, connections: int, senders: int) -> None:
     """E-mail sending rate of one worker (DSN requested) and the report-to-confirmation latency."""
     app = current_app._get_current_object()
+    if senders > 1 and app.extensions["billpost.engine"].dialect.name == "sqlite":
+        raise click.ClickException("--senders: several sender processes need PostgreSQL (SQLite has one writer)")
     postfix = receiver = folder = None
     if not app.config.get("SMTP_HOST"):
         from console.devtools.loopback_postfix import LoopbackPostfix

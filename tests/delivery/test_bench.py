@@ -31,3 +31,27 @@ def test_bench_email_runs_both_modes_and_confirms_everything(committed_app):
     assert all(r["smtp_source_1_session_messages_per_second"] > 0 and r["ratio_to_smtp_source"] > 0
                for r in runs[:2])
     assert summaries[0]["ratio_to_smtp_source_median"] > 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the loopback Postfix runs as root")
+def test_bench_email_over_several_sender_processes_sends_each_message_once(committed_app):
+    from sqlalchemy import func, select
+
+    from console.models import DeliveryAttempt
+
+    if committed_app.extensions["billpost.engine"].dialect.name == "sqlite":
+        result = committed_app.test_cli_runner().invoke(args=["bench", "email", "--senders", "2"])
+        assert result.exit_code != 0 and "need PostgreSQL" in result.output
+        return
+    committed_app.config.update(SMTP_HOST="", SEND_BATCH_SIZE=2)  # 4 messages: a batch for each process
+    result = committed_app.test_cli_runner().invoke(
+        args=["bench", "email", "--messages", "4", "--pdf", "off", "--reports", "held", "--wait", "60",
+              "--senders", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    [run] = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert run["senders"] == 2 and run["sent"] == 4 and run["confirmed"] == 4
+    assert run["sender_cpu_seconds"] > 0 and run["smtp_source_2_session_messages_per_second"] > 0
+    with committed_app.extensions["billpost.session_factory"]() as session:
+        sent = session.scalars(select(DeliveryAttempt.delivery_id).where(DeliveryAttempt.sent_at.is_not(None))).all()
+        assert len(sent) == len(set(sent)) == session.scalar(select(func.count(DeliveryAttempt.id)))
