@@ -307,7 +307,7 @@ def _generate(app: Flask, period: str, chunk_size: int, workers: int = 1) -> Ite
             raise RuntimeError("a bench worker failed")
         figures.append(json.loads(out.strip().splitlines()[-1]))
     yield {"seconds": max(f["seconds"] for f in figures), "maxrss_kb": max(f["maxrss_kb"] for f in figures),
-           "startup_rss_kb": max(f["startup_rss_kb"] for f in figures), "workers": workers}
+           "startup_rss_kb": max(f["startup_rss_kb"] for f in figures)}
 
 
 def run_collective_bench(app: Flask, customers: int, period: str, key_accounts: int,
@@ -415,7 +415,7 @@ def run_bench(app: Flask, customers: int, period: str, workers: int = 1) -> Iter
 @click.option("--key-accounts", default=0, show_default=True,
               help="Also seed this many collective-billing key accounts and compare their rate (issue 4).")
 @click.option("--points-per-account", default=20, show_default=True)
-@click.option("--workers", default=1, show_default=True,
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="Worker processes generating at once (the scale-out figure; the floor stays one connection).")
 @with_appcontext
 def bench_cycle(customers: int, period: str, key_accounts: int, points_per_account: int, workers: int) -> None:
@@ -425,6 +425,6 @@ def bench_cycle(customers: int, period: str, key_accounts: int, points_per_accou
     if key_accounts:
         lines = run_collective_bench(app, customers, period, key_accounts, points_per_account)
     else:
-        lines = run_bench(app, customers, period, max(1, workers))
+        lines = run_bench(app, customers, period, workers)
     for line in lines:
         click.echo(line)

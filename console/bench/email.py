@@ -134,6 +134,15 @@ def _percentiles(values: list[float]) -> dict:
             "max_ms": round(values[-1] * 1000, 1), "mean_ms": round(statistics.mean(values) * 1000, 1)}
 
 
+def send_in_batches(app, factory, ids: list[int], connections: int) -> int:  # noqa: ANN001
+    """The ids sent in batches of SEND_BATCH_SIZE, one after the other, as one worker's send jobs would: sent."""
+    from console.delivery.sender import send_batch_over_connections
+
+    size = int(app.config["SEND_BATCH_SIZE"])
+    return sum(send_batch_over_connections(app, factory, ids[i : i + size], connections)["sent"]
+               for i in range(0, len(ids), size))
+
+
 def _send_in_processes(app, ids: list[int], senders: int, connections: int) -> tuple[int, float, float]:  # noqa: ANN001
     """The ids sent by `senders` processes at once (batch k to process k mod W, as workers share the
     send jobs): (sent, their CPU seconds together, wall seconds from the first start to the last end)."""
@@ -169,7 +178,6 @@ def run_once(app, messages: int, pdf: bool, wait: float, receiver=None, connecti
     continued after, so the rate is the worker's own, not shared with the report intake. With
     `senders` > 1 the ids are sent by that many processes at once (the scale-out figure)."""
     from console.delivery.publish import publish_cycle
-    from console.delivery.sender import send_batch_over_connections
     from console.portal.services import issue_bill_codes
 
     factory = app.extensions["billpost.session_factory"]
@@ -183,7 +191,6 @@ def run_once(app, messages: int, pdf: bool, wait: float, receiver=None, connecti
             select(Delivery.id).join(Bill, Bill.id == Delivery.bill_id)
             .where(Bill.cycle_id == cycle_id, Delivery.channel == "email").order_by(Delivery.id)
         ).all()
-    size = int(app.config["SEND_BATCH_SIZE"])
     if receiver is not None:
         receiver.send_signal(signal.SIGSTOP)  # Postfix's deliveries of the reports wait (connected, no greeting)
     if senders > 1:
@@ -191,9 +198,7 @@ def run_once(app, messages: int, pdf: bool, wait: float, receiver=None, connecti
     else:
         started = time.perf_counter()
         cpu = time.process_time()
-        sent = 0
-        for i in range(0, len(ids), size):
-            sent += send_batch_over_connections(app, factory, ids[i : i + size], connections)["sent"]
+        sent = send_in_batches(app, factory, ids, connections)
         elapsed = time.perf_counter() - started
         cpu = time.process_time() - cpu
     # The sender's own CPU time too: on a shared machine the wall-clock rate says more about the load.
@@ -304,7 +309,7 @@ def _start_mailin(app, port: int, folder: Path):  # noqa: ANN001, ANN202
 )
 @click.option("--runs", default=1, show_default=True, help="Runs of each kind, then their median (a shared machine varies).")
 @click.option("--connections", default=1, show_default=True, help="SMTP connections of the one sender (SEND_CONNECTIONS).")
-@click.option("--senders", default=1, show_default=True,
+@click.option("--senders", default=1, show_default=True, type=click.IntRange(min=1),
               help="Sender processes at once (the scale-out figure); the floor is then smtp-source with as many sessions.")
 @with_appcontext
 def bench_email(messages: int, pdf: str, wait: float, reports: str, runs: int, connections: int, senders: int) -> None:
@@ -330,12 +335,11 @@ def bench_email(messages: int, pdf: str, wait: float, reports: str, runs: int, c
                 results = []
                 for _ in range(max(1, runs)):
                     if postfix is not None and hold:  # the floor measured beside each run, same Postfix
-                        floor = smtp_source_rate(postfix.port, min(messages, 2000), sessions=max(1, senders))
+                        floor = smtp_source_rate(postfix.port, min(messages, 2000), sessions=senders)
                         postfix.flush_queue()
-                    result = run_once(app, messages, mode, wait, receiver if hold else None, connections,
-                                      max(1, senders))
+                    result = run_once(app, messages, mode, wait, receiver if hold else None, connections, senders)
                     if postfix is not None and hold:
-                        result[f"smtp_source_{max(1, senders)}_session_messages_per_second"] = round(floor, 1)
+                        result[f"smtp_source_{senders}_session_messages_per_second"] = round(floor, 1)
                         result["ratio_to_smtp_source"] = round(result["messages_per_second"] / floor, 2)
                     results.append(result)
                     click.echo(json.dumps(results[-1], ensure_ascii=False))

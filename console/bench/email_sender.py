@@ -12,16 +12,13 @@ from pathlib import Path
 
 def main() -> None:
     from console import create_app
-    from console.delivery.sender import send_batch_over_connections
+    from console.bench.email import send_in_batches
 
     app = create_app()
-    factory = app.extensions["billpost.session_factory"]
     ids = json.loads(Path(sys.argv[1]).read_text())
-    size, connections = int(app.config["SEND_BATCH_SIZE"]), int(app.config["SEND_CONNECTIONS"])
     with app.app_context():
         started, cpu = time.time(), time.process_time()
-        sent = sum(send_batch_over_connections(app, factory, ids[i : i + size], connections)["sent"]
-                   for i in range(0, len(ids), size))
+        sent = send_in_batches(app, app.extensions["billpost.session_factory"], ids, int(app.config["SEND_CONNECTIONS"]))
         ended, cpu = time.time(), time.process_time() - cpu
     print(json.dumps({"sent": sent, "cpu": cpu, "started": started, "ended": ended}))
 
