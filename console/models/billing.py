@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     JSON,
@@ -26,6 +27,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from console.db import Base, Money, MoneyType, Timestamp, utcnow, values
+
+if TYPE_CHECKING:
+    from console.models.customers import Customer, ServicePoint
 
 BILL_TYPES = ("regular", "collective", "non_metered", "adjustment", "installment", "final")
 
@@ -135,6 +139,11 @@ class Bill(Base):
         back_populates="bill", order_by="BillLine.position", cascade="all, delete-orphan"
     )
     messages: Mapped[list[BillMessage]] = relationship(order_by="BillMessage.position", viewonly=True)
+    # Read-only, for loading a bill with its parts in one query (the customer's bill page:
+    # console.portal.services.bill_for); the ids above are what code writes.
+    customer: Mapped[Customer] = relationship(viewonly=True)
+    cycle: Mapped[Cycle] = relationship(viewonly=True)
+    service_point: Mapped[ServicePoint | None] = relationship(viewonly=True)
 
 
 class BillLine(Base):

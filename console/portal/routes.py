@@ -319,20 +319,21 @@ def bills():
 
 
 def _own_bill(bill_id: int):  # noqa: ANN202
-    """Load-or-404: another customer's bill, or one not published, does not exist here."""
-    bill = services.bill_for(db(), _account().customer_id, bill_id)
-    if bill is None:
+    """Load-or-404: another customer's bill, or one not published, does not exist here. The bill and
+    whether it was opened before."""
+    found = services.bill_for(db(), _account().customer_id, bill_id)
+    if found is None:
         log_security_event("portal_bill_refused", _account(), f"bill {bill_id}")
         abort(404)
-    return bill
+    return found
 
 
 @bp.route("/bills/<int:bill_id>")
 def bill(bill_id: int):
     from console.billing.document import render_bill_html
 
-    record = _own_bill(bill_id)
-    services.record_open(db(), _account(), record, utcnow())
+    record, opened = _own_bill(bill_id)
+    services.record_open(db(), _account(), record, utcnow(), opened)
     document = Markup(render_bill_html(db(), record, "web"))
     db().commit()
     return render_template(
@@ -348,9 +349,9 @@ def bill(bill_id: int):
 def bill_pdf(bill_id: int):
     from console.paper.pdf import bill_pdf as render
 
-    record = _own_bill(bill_id)
+    record, opened = _own_bill(bill_id)
     path = render(db(), record)
-    services.record_open(db(), _account(), record, utcnow())
+    services.record_open(db(), _account(), record, utcnow(), opened)
     db().commit()
     return send_file(
         io.BytesIO(path.read_bytes()), mimetype="application/pdf", as_attachment=True,

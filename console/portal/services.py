@@ -19,7 +19,7 @@ from decimal import Decimal
 
 from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from console.audit import Actor, record_audit, record_contact
 from console.customers.services import mask_id_number
@@ -454,11 +454,17 @@ def published_bills(session: Session, customer_id: int, limit: int, offset: int 
     ).all()
 
 
-def bill_for(session: Session, customer_id: int, bill_id: int) -> Bill | None:
-    """The bill if it is this customer's and published; None otherwise (the route answers 404)."""
-    return session.scalar(
-        select(Bill).where(Bill.id == bill_id, Bill.customer_id == customer_id, Bill.status == BillStatus.PUBLISHED)
-    )
+def bill_for(session: Session, customer_id: int, bill_id: int) -> tuple[Bill, bool] | None:
+    """The bill if it is this customer's and published, and whether it was opened before
+    (`record_open`); None otherwise (the route answers 404). Its customer, service point and cycle
+    come in the same query and the document finds them in the session: one round trip instead of
+    five (each ~0.3 ms of CPU in the ORM and the driver, most of the page's cost)."""
+    row = session.execute(
+        select(Bill, exists().where(BillOpen.bill_id == Bill.id))
+        .options(joinedload(Bill.customer), joinedload(Bill.cycle), joinedload(Bill.service_point))
+        .where(Bill.id == bill_id, Bill.customer_id == customer_id, Bill.status == BillStatus.PUBLISHED)
+    ).first()
+    return None if row is None else (row[0], row[1])
 
 
 CHARGE_ORDER = (
@@ -477,10 +483,15 @@ def charges_by_type(bill: Bill) -> list[tuple[str, Decimal, int]]:
     return [(kind, total, count) for kind, (total, count) in totals.items() if count]
 
 
-def record_open(session: Session, account: WebAccount, bill: Bill, now: datetime) -> bool:
+def record_open(
+    session: Session, account: WebAccount, bill: Bill, now: datetime, opened: bool | None = None
+) -> bool:
     """The first opening of a published bill: a receipt for the delivery rules and a contact record.
-    Later openings change nothing. True when this was the first."""
-    if session.scalar(select(exists().where(BillOpen.bill_id == bill.id))):
+    Later openings change nothing. True when this was the first. `opened`: whether it was opened
+    before, when the caller knows (`bill_for`)."""
+    if opened is None:
+        opened = session.scalar(select(exists().where(BillOpen.bill_id == bill.id)))
+    if opened:
         return False
     try:
         with session.begin_nested():
