@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import re
 import smtplib
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ from typing import NoReturn
 
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import Connection, Engine, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -48,6 +50,8 @@ from console.smtp import connect
 log = logging.getLogger(__name__)
 
 RETRY_BACKOFF = (60, 300, 900, 1800, 3600)  # seconds after a temporary error, then hourly
+# Seconds before each new try of a `sent` record whose database connection was lost (see _record_sent).
+SENT_RECORD_RETRIES = (0.2, 1.0, 3.0)
 _ENHANCED = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 
 
@@ -434,7 +438,7 @@ class Sender:
         if self._may_open_connections():
             done = attempt_sent.returning(attempts.c.delivery_id).cte("attempt_sent")
             statement = delivery_sent.where(deliveries.c.id == select(done.c.delivery_id).scalar_subquery())
-            moved = self._autocommit().execute(statement.values(**values)).rowcount
+            moved = self._execute_autocommit(statement.values(**values))
         else:
             connection = self.session.connection()
             connection.execute(attempt_sent)
@@ -451,6 +455,26 @@ class Sender:
         on a server database (not SQLite) the sender's session reaches through an engine (a test's
         session, bound to one open transaction, does not)."""
         return not self.sqlite and isinstance(self.session.get_bind(), Engine)
+
+    def _execute_autocommit(self, statement) -> int:  # noqa: ANN001 - a Core DML statement
+        """Run one statement on the autocommit connection; its rowcount. When the database drops the
+        connection (a restart, a failover, a killed backend), try again on a new one a few times: the
+        relay already has the message, and a lost `sent` would have it sent again once the claim's
+        lease runs out. Repeating is harmless: the attempt gets the same values, and the delivery moves
+        only while it is still queued for this attempt."""
+        for pause in SENT_RECORD_RETRIES:
+            try:
+                return self._autocommit().execute(statement).rowcount
+            except DBAPIError as exc:
+                if not (exc.connection_invalidated or self.autocommit is None):  # lost, or no new one yet
+                    raise
+                log.warning("no database connection to record a sent message (%s); trying again in %s s",
+                            exc.orig, pause)
+                if self.autocommit is not None:
+                    self.autocommit.close()
+                    self.autocommit = None
+                time.sleep(pause)
+        return self._autocommit().execute(statement).rowcount
 
     def _autocommit(self) -> Connection:
         if self.autocommit is None:

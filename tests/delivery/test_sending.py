@@ -519,3 +519,36 @@ def test_a_report_that_overtakes_the_sent_record_does_not_deadlock_with_it(commi
         assert check.get(Delivery, delivery.id).status == "confirmed"
         recorded = check.get(DeliveryAttempt, attempt.id)
         assert recorded.sent_at is not None and recorded.outcome == "delivered"
+
+
+def test_the_sent_record_outlives_a_dropped_database_connection(committed, caplog):
+    """The relay has taken the message; then PostgreSQL drops the sender's connection (a restart, a
+    failover, here its backend terminated). The `sent` is written on a new connection, not lost, so the
+    message is not sent again when the claim's lease runs out."""
+    from console.delivery.sender import Sender
+
+    app = committed
+    engine = app.extensions["billpost.engine"]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no server connection to lose")
+    factory = app.extensions["billpost.session_factory"]
+    setup = factory()
+    [delivery] = _publish(setup)
+    setup.close()
+    sender_session = factory()
+    with app.app_context():
+        sender = Sender(sender_session, app.config)
+        [loaded] = sender.load(sender.claim([delivery.id]))
+        attempt = sender.prepare([loaded])[loaded.id]
+        backend = sender._autocommit().execute(text("SELECT pg_backend_pid()")).scalar()
+        with engine.connect() as admin:
+            assert admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend}).scalar()
+        sender._record_sent(loaded, attempt, "250 2.0.0 Ok: queued")
+        assert sender._autocommit().execute(text("SELECT pg_backend_pid()")).scalar() != backend
+    sender.close()
+    sender_session.close()
+    assert "trying again" in caplog.text
+    with factory() as check:
+        sent = check.get(Delivery, delivery.id)
+        assert sent.status == "sent" and sent.confirm_due_at is not None
+        assert check.get(DeliveryAttempt, attempt.id).sent_at is not None
