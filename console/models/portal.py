@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from console.db import Base, Timestamp, utcnow
+
+if TYPE_CHECKING:
+    from console.models.customers import Customer
 
 CODE_PURPOSES = ("register", "reset")
 
@@ -31,6 +36,8 @@ class WebAccount(Base):
     created_at: Mapped[Timestamp] = mapped_column(default=utcnow)
     password_changed_at: Mapped[Timestamp] = mapped_column(default=utcnow)
     last_login_at: Mapped[Timestamp | None]
+    # Read-only: loaded with the account on each request (console.portal.services.load_account).
+    customer: Mapped[Customer] = relationship(viewonly=True)
 
     # Flask-Login protocol
     @property
