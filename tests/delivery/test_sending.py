@@ -459,20 +459,11 @@ def _until(condition, seconds: float = 10.0) -> None:  # noqa: ANN001
         time.sleep(0.02)
 
 
-def test_a_report_that_overtakes_the_sent_record_does_not_deadlock_with_it(committed):
-    """Seen in `bench email --reports received` (loopback Postfix, 2026-12-03): the DSN came back and the
-    mail-in confirmed while the sender was still writing `sent` for the same message. The sender's
-    statement locks the attempt, then the delivery; the mail-in's took the delivery, then the attempt
-    (its CTEs ran in no set order), and PostgreSQL killed one of them as a deadlock (the bench's sender,
-    once in three runs). Made to happen every time: a third connection holds the attempt's row, the
-    sender waits for it first, the mail-in second; then the row is let go."""
-    from console.delivery.policy import apply_report
+def _sender_with_one_prepared_attempt(app):  # noqa: ANN001, ANN202
+    """A published delivery claimed, loaded and given its attempt by a Sender on a session of its own,
+    up to the moment the relay would answer 250: (delivery, sender session, sender, loaded, attempt)."""
     from console.delivery.sender import Sender
 
-    app = committed
-    engine = app.extensions["billpost.engine"]
-    if engine.dialect.name != "postgresql":
-        pytest.skip("row locks: SQLite writes one transaction at a time")
     factory = app.extensions["billpost.session_factory"]
     setup = factory()
     [delivery] = _publish(setup)
@@ -482,6 +473,24 @@ def test_a_report_that_overtakes_the_sent_record_does_not_deadlock_with_it(commi
         sender = Sender(sender_session, app.config)
         [loaded] = sender.load(sender.claim([delivery.id]))
         attempt = sender.prepare([loaded])[loaded.id]
+    return delivery, sender_session, sender, loaded, attempt
+
+
+def test_a_report_that_overtakes_the_sent_record_does_not_deadlock_with_it(committed):
+    """Seen in `bench email --reports received` (loopback Postfix, 2026-12-03): the DSN came back and the
+    mail-in confirmed while the sender was still writing `sent` for the same message. The sender's
+    statement locks the attempt, then the delivery; the mail-in's took the delivery, then the attempt
+    (its CTEs ran in no set order), and PostgreSQL killed one of them as a deadlock (the bench's sender,
+    once in three runs). Made to happen every time: a third connection holds the attempt's row, the
+    sender waits for it first, the mail-in second; then the row is let go."""
+    from console.delivery.policy import apply_report
+
+    app = committed
+    engine = app.extensions["billpost.engine"]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks: SQLite writes one transaction at a time")
+    factory = app.extensions["billpost.session_factory"]
+    delivery, sender_session, sender, loaded, attempt = _sender_with_one_prepared_attempt(app)
     errors: list[Exception] = []
 
     def record_sent() -> None:
@@ -525,21 +534,13 @@ def test_the_sent_record_outlives_a_dropped_database_connection(committed, caplo
     """The relay has taken the message; then PostgreSQL drops the sender's connection (a restart, a
     failover, here its backend terminated). The `sent` is written on a new connection, not lost, so the
     message is not sent again when the claim's lease runs out."""
-    from console.delivery.sender import Sender
-
     app = committed
     engine = app.extensions["billpost.engine"]
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite has no server connection to lose")
     factory = app.extensions["billpost.session_factory"]
-    setup = factory()
-    [delivery] = _publish(setup)
-    setup.close()
-    sender_session = factory()
+    delivery, sender_session, sender, loaded, attempt = _sender_with_one_prepared_attempt(app)
     with app.app_context():
-        sender = Sender(sender_session, app.config)
-        [loaded] = sender.load(sender.claim([delivery.id]))
-        attempt = sender.prepare([loaded])[loaded.id]
         backend = sender._autocommit().execute(text("SELECT pg_backend_pid()")).scalar()
         with engine.connect() as admin:
             assert admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend}).scalar()
