@@ -50,7 +50,7 @@ from console.smtp import connect
 log = logging.getLogger(__name__)
 
 RETRY_BACKOFF = (60, 300, 900, 1800, 3600)  # seconds after a temporary error, then hourly
-# Seconds before each new try of a `sent` record whose database connection was lost (see _record_sent).
+# Seconds before each new try of a `sent` record whose database connection was lost (_execute_autocommit).
 SENT_RECORD_RETRIES = (0.2, 1.0, 3.0)
 _ENHANCED = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 

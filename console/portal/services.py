@@ -496,15 +496,10 @@ def charges_by_type(bill: Bill) -> list[tuple[str, Decimal, int]]:
     return [(kind, total, count) for kind, (total, count) in totals.items() if count]
 
 
-def record_open(
-    session: Session, account: WebAccount, bill: Bill, now: datetime, opened: bool | None = None
-) -> bool:
+def record_open(session: Session, account: WebAccount, bill: Bill, now: datetime, opened_before: bool) -> bool:
     """The first opening of a published bill: a receipt for the delivery rules and a contact record.
-    Later openings change nothing. True when this was the first. `opened`: whether it was opened
-    before, when the caller knows (`bill_for`)."""
-    if opened is None:
-        opened = session.scalar(select(exists().where(BillOpen.bill_id == bill.id)))
-    if opened:
+    Later openings change nothing. True when this was the first. `opened_before`: from `bill_for`."""
+    if opened_before:
         return False
     try:
         with session.begin_nested():
