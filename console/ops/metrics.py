@@ -9,6 +9,7 @@ empties raw bytes but never removes the rows).
 from __future__ import annotations
 
 import ipaddress
+import logging
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -24,6 +25,8 @@ from console.models import Delivery, DeliveryAttempt, WorkItem
 from console.models.delivery import ConfirmedBy, WorkItemStatus
 from console.models.mailin import InboundMessage, InboundReportRecipient
 from console.ops import health
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Open work items by age: the label values.
@@ -160,6 +163,7 @@ class BillpostCollector:
             worker_count = len(health.workers(self.app))
             lag = health.sweep_lag(self.app, time.time())
         except Exception:  # noqa: BLE001 - Redis away: say so, the database figures still count
+            log.warning("/metrics: Redis did not answer; billpost_redis_up 0", exc_info=True)
             up.add_metric([], 0)
             yield up
             return
