@@ -260,6 +260,7 @@ class WorkerProcess:
             SMTP_HOST="127.0.0.1",
             SMTP_PORT=str(smtp_port),
             BOUNCE_DOMAIN="bounces.bills.test",
+            PYTHONFAULTHANDLER="1",  # SIGABRT dumps every thread's stack to the log (stop() on a hang)
             **settings,
         )
         self.args = [sys.executable, "-c", "from console.cli import main; main()", "worker"] + (["--burst"] if burst else [])
@@ -285,11 +286,34 @@ class WorkerProcess:
             except ProcessLookupError:
                 pass
 
-    def stop(self, number: int = signal.SIGTERM) -> None:
+    def stop(self, number: int = signal.SIGTERM, grace: float = 30) -> None:
+        """Signal the worker and its children and wait for it. A worker still running after `grace`
+        seconds is made to dump its threads' stacks (SIGABRT, faulthandler) and killed with its whole
+        tree, and the test fails with that dump: a worker left running on the test Redis would take
+        the jobs of the tests after this one."""
         if self.process.poll() is None:
             self.send_signal(number)
-        self.process.wait(timeout=30)
-        self.log.close()
+        try:
+            self.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            tree = descendants(self.process.pid)
+            os.kill(self.process.pid, signal.SIGABRT)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            for pid in [*tree, self.process.pid]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.process.wait(timeout=10)
+            raise AssertionError(
+                f"the worker did not stop within {grace} s of signal {number}; its stacks: {self.tail(20000)}"
+            ) from None
+        finally:
+            if self.process.poll() is not None:
+                self.log.close()
 
 
 def descendants(pid: int) -> list[int]:
