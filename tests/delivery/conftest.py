@@ -280,11 +280,7 @@ class WorkerProcess:
 
     def send_signal(self, number: int) -> None:
         """To the worker and its work horses (RQ forks each job's process in a session of its own)."""
-        for pid in [*descendants(self.process.pid), self.process.pid]:
-            try:
-                os.kill(pid, number)
-            except ProcessLookupError:
-                pass
+        _signal_all([*descendants(self.process.pid), self.process.pid], number)
 
     def stop(self, number: int = signal.SIGTERM, grace: float = 30) -> None:
         """Signal the worker and its children and wait for it. A worker still running after `grace`
@@ -302,11 +298,7 @@ class WorkerProcess:
                 self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
-            for pid in [*tree, self.process.pid]:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            _signal_all([*tree, self.process.pid], signal.SIGKILL)  # the tree from before: orphans now
             self.process.wait(timeout=10)
             raise AssertionError(
                 f"the worker did not stop within {grace} s of signal {number}; its stacks: {self.tail(20000)}"
@@ -314,6 +306,14 @@ class WorkerProcess:
         finally:
             if self.process.poll() is not None:
                 self.log.close()
+
+
+def _signal_all(pids: list[int], number: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, number)
+        except ProcessLookupError:
+            pass
 
 
 def descendants(pid: int) -> list[int]:
